@@ -1,0 +1,97 @@
+"""Parses an Eip's `spec.address` (one IP, a CIDR, or `start-end`) into a plain range.
+
+Pure (DESIGN §3); called by api/eip.py while parsing and by ipam/ranges.py for the
+arithmetic. Raises InvalidObject naming `spec.address`; never logs.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+
+from openelb.api import errors
+
+__all__ = ["AddressKind", "DeclaredRange", "IPAddress", "parse_address", "parse_ip"]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+FIELD = "spec.address"
+
+
+class AddressKind(enum.StrEnum):
+    """How the user wrote the pool; CIDRs get network/broadcast skipping (OpenELB #425)."""
+
+    SINGLE = "single"
+    CIDR = "cidr"
+    RANGE = "range"
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredRange:
+    """The addresses exactly as declared, before any reserved address is skipped."""
+
+    first: IPAddress
+    last: IPAddress
+    kind: AddressKind
+    prefixlen: int | None  # set for CIDR only
+
+    @property
+    def version(self) -> int:
+        return self.first.version
+
+
+def parse_ip(text: str, field: str) -> IPAddress:
+    """One literal IPv4/IPv6 address, or InvalidObject naming `field`."""
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        raise errors.InvalidObject(field, f'"{text}" is not an IP address', value=text) from None
+
+
+def parse_address(text: str) -> DeclaredRange:
+    """`192.0.2.10`, `192.0.2.0/24`, `192.0.2.10-192.0.2.20` (v4 or v6) -> DeclaredRange."""
+    raw = text.strip()
+    if not raw:
+        raise errors.InvalidObject(FIELD, "must not be empty", value=text)
+    if "/" in raw:
+        return _parse_cidr(raw, text)
+    if "-" in raw:
+        return _parse_span(raw, text)
+    try:
+        ip = ipaddress.ip_address(raw)
+    except ValueError:
+        raise errors.InvalidObject(
+            FIELD, f'"{text}" is not an IP address, a CIDR or a start-end range', value=text
+        ) from None
+    return DeclaredRange(ip, ip, AddressKind.SINGLE, None)
+
+
+def _parse_cidr(raw: str, text: str) -> DeclaredRange:
+    # OpenELB (Go's net.ParseCIDR) accepts host bits and uses the network; so do we, so
+    # existing manifests such as `192.0.2.1/24` keep meaning 192.0.2.0/24.
+    try:
+        net = ipaddress.ip_network(raw, strict=False)
+    except ValueError:
+        raise errors.InvalidObject(FIELD, f'"{text}" is not a valid CIDR', value=text) from None
+    return DeclaredRange(
+        net.network_address, net.broadcast_address, AddressKind.CIDR, net.prefixlen
+    )
+
+
+def _parse_span(raw: str, text: str) -> DeclaredRange:
+    start_text, _, end_text = raw.partition("-")
+    try:
+        start = ipaddress.ip_address(start_text.strip())
+        end = ipaddress.ip_address(end_text.strip())
+    except ValueError:
+        raise errors.InvalidObject(
+            FIELD, f'"{text}" is not a valid start-end range', value=text
+        ) from None
+    if start.version != end.version:
+        raise errors.InvalidObject(
+            FIELD, f"range mixes IPv{start.version} {start} and IPv{end.version} {end}", value=text
+        )
+    if start > end:  # type: ignore[operator]  # same version checked above
+        raise errors.InvalidObject(FIELD, f"range start {start} is after end {end}", value=text)
+    return DeclaredRange(start, end, AddressKind.RANGE, None)

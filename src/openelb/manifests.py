@@ -1,0 +1,67 @@
+"""Checks a set of manifests the way the cluster would: each object on its own, then the
+pools together. Used by `openelb validate` (and later by the webhook).
+
+Pure (DESIGN §3 level of api/ipam): takes parsed YAML documents, returns findings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from openelb.api import bgp, eip, errors, service
+from openelb.ipam import pools
+
+__all__ = ["Finding", "check_documents"]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One object's verdict: `error` is empty when it is valid."""
+
+    ref: str
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.error
+
+
+def _ref(doc: Mapping[str, Any]) -> str:
+    meta = doc.get("metadata") or {}
+    kind = str(doc.get("kind") or "object").lower()
+    name = meta.get("name") or "<unnamed>"
+    return f"{kind}/{meta['namespace']}/{name}" if meta.get("namespace") else f"{kind}/{name}"
+
+
+def check_documents(docs: Iterable[Any], *, lb_class: str | None = None) -> list[Finding]:
+    """Validate Eip, BgpConf, BgpPeer and Service documents; other kinds are skipped."""
+    findings: list[Finding] = []
+    parsed_pools: dict[str, tuple[str, pools.Pool]] = {}
+    for doc in docs:
+        if not isinstance(doc, dict):
+            continue
+        kind, ref = doc.get("kind"), _ref(doc)
+        try:
+            if kind == "Eip":
+                pool = pools.Pool.from_eip(eip.Eip.parse(doc))
+                parsed_pools[pool.name] = (ref, pool)
+                continue  # judged with the other pools below
+            if kind == "BgpConf":
+                bgp.BgpConf.parse(doc)
+            elif kind == "BgpPeer":
+                bgp.BgpPeer.parse(doc)
+            elif kind == "Service":
+                service.LbService.parse(doc, lb_class=lb_class)
+            else:
+                continue
+        except errors.InvalidObject as exc:
+            findings.append(Finding(ref, exc.message))
+            continue
+        findings.append(Finding(ref))
+    problems = pools.find_problems(pool for _, pool in parsed_pools.values())
+    for name, (ref, _) in parsed_pools.items():
+        problem = problems.get(name)
+        findings.append(Finding(ref, problem.message if problem else ""))
+    return findings
