@@ -6,13 +6,17 @@ validators the controller and webhook use.
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
 from pathlib import Path
 
 import click
 import yaml
 
 import openelb
-from openelb import manifests
+from openelb import logfmt, manifests
 
 __all__ = ["main"]
 
@@ -58,3 +62,55 @@ def validate(paths: tuple[Path, ...], lb_class: str | None) -> None:
     click.echo(f"{len(findings)} objects checked, {bad} invalid")
     if bad:
         raise SystemExit(1)
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host or "0.0.0.0", int(port)
+
+
+@main.command()
+@click.option("--kubeconfig", envvar="KUBECONFIG", default=None,
+              help="Kubeconfig file; in-cluster ServiceAccount when unset.")
+@click.option("--namespace", envvar="POD_NAMESPACE", default="openelb-system", show_default=True,
+              help="Namespace of the leader-election Lease.")
+@click.option("--lease-name", default="openelb-controller", show_default=True)
+@click.option("--identity", envvar="POD_NAME", default=None,
+              help="This replica's name in the Lease (default: hostname-pid).")
+@click.option("--lb-class", envvar="OPENELB_LB_CLASS", default=None,
+              help="spec.loadBalancerClass that openelb also answers to.")
+@click.option("--workers", default=4, show_default=True)
+@click.option("--lease-duration", default=15.0, show_default=True)
+@click.option("--renew-deadline", default=10.0, show_default=True)
+@click.option("--retry-period", default=2.0, show_default=True)
+@click.option("--health-addr", default="0.0.0.0:8080", show_default=True,
+              help="host:port serving /metrics, /healthz and /readyz.")
+@click.option("--log-level", default="info", show_default=True)
+def controller(kubeconfig: str | None, namespace: str, lease_name: str, identity: str | None,
+               lb_class: str | None, workers: int, lease_duration: float,
+               renew_deadline: float, retry_period: float, health_addr: str,
+               log_level: str) -> None:
+    """Assign addresses from Eip pools to LoadBalancer Services (one active replica)."""
+    from openelb.controller import manager
+    from openelb.kube import client
+
+    logfmt.setup(log_level)
+    host, port = _host_port(health_addr)
+    settings = manager.ControllerSettings(
+        namespace=namespace, lease_name=lease_name,
+        identity=identity or f"{socket.gethostname()}-{os.getpid()}", lb_class=lb_class,
+        workers=workers, lease_duration=lease_duration, renew_deadline=renew_deadline,
+        retry_period=retry_period, health_host=host, health_port=port)
+
+    async def main_loop() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        kube = await client.Kube.from_kubeconfig(kubeconfig)
+        try:
+            return await manager.run(kube, settings, stop)
+        finally:
+            await kube.aclose()
+
+    raise SystemExit(asyncio.run(main_loop()))

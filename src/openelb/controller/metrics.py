@@ -1,0 +1,36 @@
+"""The controller's Prometheus metrics (DESIGN §7), on a registry passed in.
+
+controller/; updated by services.py, eips.py and manager.py; served by health.py.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["ControllerMetrics"]
+
+
+class ControllerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.addresses_total = Gauge(
+            "openelb_addresses_total", "Addresses an Eip can hand out.", ["eip"],
+            registry=registry)
+        self.addresses_in_use = Gauge(
+            "openelb_addresses_in_use", "Addresses of an Eip held by Services.", ["eip"],
+            registry=registry)
+        self.allocation_failures = Counter(
+            "openelb_allocation_failures_total",
+            "Services refused an address, by reason.", ["reason"], registry=registry)
+        self.reconcile_seconds = Histogram(
+            "openelb_reconcile_duration_seconds", "Time to reconcile one object.",
+            ["kind"], registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+        self.reconciles = Counter(
+            "openelb_reconcile_total", "Reconciles by kind and result.",
+            ["kind", "result"], registry=registry)
+        self.leader = Gauge(
+            "openelb_controller_leader", "1 while this replica holds the Lease.",
+            registry=registry)
+        self.services_assigned = Gauge(
+            "openelb_services_assigned", "Services holding at least one address.",
+            registry=registry)

@@ -1,0 +1,215 @@
+"""Reconciles one Service key: assign, keep or release its addresses and write them back.
+
+controller/ (DESIGN §2, §4, §6). Reads the informer caches, asks ipam's Allocator for a
+decision, and writes the outcome through kube/: `status.loadBalancer.ingress`, the
+label `eip.openelb.kubesphere.io/v1alpha2`, the finalizer, and Events AssignIP /
+AssignIPFailed / ReleaseIP (with the log line from the same call). Leader only.
+
+A Service that rebuild found holding an address someone older holds (`conflicts`) is
+never silently given another: it gets a Warning until the address frees up or the user
+asks for a different one (DESIGN §4).
+"""
+
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from openelb.api import annotations, errors, service
+from openelb.controller import metrics, outcome
+from openelb.ipam import allocator
+from openelb.ipam import errors as ipam_errors
+from openelb.kube import client, events, informer, resources
+from openelb.kube import errors as kube_errors
+
+__all__ = ["ServiceReconciler"]
+
+log = logging.getLogger(__name__)
+
+ASSIGN_IP: Final = "AssignIP"
+ASSIGN_IP_FAILED: Final = "AssignIPFailed"
+RELEASE_IP: Final = "ReleaseIP"
+
+
+def _ref(raw: Mapping[str, Any]) -> events.ObjectRef:
+    return events.ObjectRef.of(raw, "Service", "v1")
+
+
+class ServiceReconciler:
+    """Owns the Service side of the controller's state; one per leadership term."""
+
+    def __init__(
+        self,
+        kube: client.Kube,
+        services: informer.Informer,
+        namespaces: informer.Informer,
+        alloc: allocator.Allocator,
+        recorder: events.Recorder,
+        stats: metrics.ControllerMetrics,
+        *,
+        lb_class: str | None,
+        pools_touched: Callable[[set[str]], None],
+    ) -> None:
+        self._kube = kube
+        self._services = services
+        self._namespaces = namespaces
+        self._alloc = alloc
+        self._recorder = recorder
+        self._stats = stats
+        self._lb_class = lb_class
+        self._pools_touched = pools_touched
+        # Keys refused an address; retried whenever pools or namespaces change.
+        self.pending: set[str] = set()
+        # Keys whose status claims an address an older Service holds (from rebuild).
+        self.conflicts: dict[str, ipam_errors.AllocationError] = {}
+
+    def parse(self, raw: Mapping[str, Any]) -> service.LbService:
+        return service.LbService.parse(raw, lb_class=self._lb_class)
+
+    async def reconcile(self, key: str) -> outcome.Outcome:
+        started = time.perf_counter()
+        try:
+            return await self._reconcile(key)
+        except kube_errors.Conflict:
+            return outcome.Retry(after=0.05)  # our view was stale; re-read and redo
+        except kube_errors.NotFound:
+            return outcome.Done()  # deleted while we worked; its delete event follows
+        except kube_errors.Retryable as exc:
+            return outcome.Retry(after=exc.after)
+        except kube_errors.KubeError as exc:
+            log.error("service write refused", extra={"service": key, "error": str(exc)})
+            return outcome.GaveUp(reason=type(exc).__name__)
+        finally:
+            self._stats.reconcile_seconds.labels("service").observe(
+                time.perf_counter() - started)
+
+    async def _reconcile(self, key: str) -> outcome.Outcome:
+        raw = self._services.get(key)
+        if raw is None:
+            self._release(key)
+            self.pending.discard(key)
+            self.conflicts.pop(key, None)
+            return outcome.Done()
+        try:
+            svc = self.parse(raw)
+        except errors.InvalidObject as exc:
+            await self._warn(raw, exc.message, reason="invalidService")
+            return outcome.GaveUp(reason="invalidService")
+        if not svc.wants_address:
+            return await self._let_go(raw, svc)
+        if key in self.conflicts and not self._asks_elsewhere(svc):
+            kept, error = self._alloc.claim(svc)
+            if error is not None and kept is None:
+                self.conflicts[key] = error
+                await self._warn(raw, f"{error.message}; keeping the Service pending",
+                                 reason=error.reason)
+                return outcome.GaveUp(reason=error.reason)
+            self.conflicts.pop(key, None)
+        namespace = self._namespaces.get(svc.namespace) or {}
+        labels = (namespace.get("metadata") or {}).get("labels") or {}
+        before = self._alloc.assignment(key)
+        try:
+            got = self._alloc.assign(svc, labels)
+        except ipam_errors.AllocationError as exc:
+            self.pending.add(key)
+            self._stats.allocation_failures.labels(exc.reason).inc()
+            await self._warn(raw, exc.message, reason=exc.reason)
+            return outcome.GaveUp(reason=exc.reason)
+        self.pending.discard(key)
+        touched = {p for p in got.pools if p}
+        if before is not None:
+            touched.update(p for p in before.pools if p)
+        self._pools_touched(touched)
+        await self._write(raw, svc, got)
+        return outcome.Done()
+
+    @staticmethod
+    def _asks_elsewhere(svc: service.LbService) -> bool:
+        """The user now requests IPs other than the contested ones: honour that."""
+        return bool(svc.requested_ips) and set(svc.requested_ips) != set(svc.assigned_ips)
+
+    async def _write(self, raw: Mapping[str, Any], svc: service.LbService,
+                     got: allocator.Assignment) -> None:
+        meta = raw.get("metadata") or {}
+        wanted_ips = [str(ip) for ip in got.ips]
+        current_ips = [str(ip) for ip in svc.assigned_ips]
+        pool_label = next((p for p in got.pools if p), "")
+        labels = meta.get("labels") or {}
+        finalizers = list(meta.get("finalizers") or [])
+        meta_patch: dict[str, Any] = {}
+        if labels.get(annotations.EIP_LABEL) != pool_label:
+            meta_patch["labels"] = {annotations.EIP_LABEL: pool_label or None}
+        if annotations.FINALIZER not in finalizers:
+            meta_patch["finalizers"] = [*finalizers, annotations.FINALIZER]
+        if meta_patch:
+            meta_patch["resourceVersion"] = meta.get("resourceVersion")
+            await self._kube.patch(resources.SERVICES, svc.name, {"metadata": meta_patch},
+                                   namespace=svc.namespace)
+        if wanted_ips != current_ips:
+            ingress = [{"ip": ip} for ip in wanted_ips]
+            await self._kube.patch(
+                resources.SERVICES, svc.name,
+                {"status": {"loadBalancer": {"ingress": ingress}}},
+                namespace=svc.namespace, subresource="status",
+            )
+            pools = ", ".join(f"eip/{p}" for p in dict.fromkeys(got.pools) if p)
+            await self._recorder.record(
+                _ref(raw), "Normal", ASSIGN_IP,
+                f"assigned {', '.join(wanted_ips)} from {pools}",
+                service=svc.key, ip=",".join(wanted_ips), eip=pool_label)
+        self._stats.services_assigned.set(len(self._alloc))
+
+    async def _let_go(self, raw: Mapping[str, Any], svc: service.LbService) -> outcome.Outcome:
+        """Not (or no longer) ours: release, clear what we wrote, drop the finalizer."""
+        held = self._alloc.assignment(svc.key)
+        self.pending.discard(svc.key)
+        self.conflicts.pop(svc.key, None)
+        if held is not None:
+            self._release(svc.key)
+            why = ("being deleted" if svc.deleting else
+                   "no longer type LoadBalancer" if not svc.is_load_balancer else
+                   "no longer handled by openelb")
+            await self._recorder.record(
+                _ref(raw), "Normal", RELEASE_IP,
+                f"released {', '.join(str(ip) for ip in held.ips)}: {why}",
+                service=svc.key, ip=",".join(str(ip) for ip in held.ips), reason=why)
+            if not svc.deleting and svc.is_load_balancer:
+                ours = {str(ip) for ip in held.ips}
+                ingress = ((raw.get("status") or {}).get("loadBalancer") or {}).get(
+                    "ingress") or []
+                kept = [e for e in ingress if e.get("ip") not in ours]
+                if kept != ingress:
+                    await self._kube.patch(
+                        resources.SERVICES, svc.name,
+                        {"status": {"loadBalancer": {"ingress": kept}}},
+                        namespace=svc.namespace, subresource="status")
+        meta = raw.get("metadata") or {}
+        finalizers = list(meta.get("finalizers") or [])
+        labels = meta.get("labels") or {}
+        meta_patch: dict[str, Any] = {}
+        if annotations.FINALIZER in finalizers:
+            meta_patch["finalizers"] = [f for f in finalizers if f != annotations.FINALIZER]
+        if annotations.EIP_LABEL in labels:
+            meta_patch["labels"] = {annotations.EIP_LABEL: None}
+        if meta_patch:
+            meta_patch["resourceVersion"] = meta.get("resourceVersion")
+            await self._kube.patch(resources.SERVICES, svc.name, {"metadata": meta_patch},
+                                   namespace=svc.namespace)
+        return outcome.Done()
+
+    def _release(self, key: str) -> None:
+        held = self._alloc.assignment(key)
+        if held is None:
+            return
+        self._alloc.release(key)
+        self._pools_touched({p for p in held.pools if p})
+        self._stats.services_assigned.set(len(self._alloc))
+        log.info("address released", extra={"service": key,
+                                            "ip": ",".join(str(i) for i in held.ips)})
+
+    async def _warn(self, raw: Mapping[str, Any], message: str, *, reason: str) -> None:
+        meta = raw.get("metadata") or {}
+        key = f"{meta.get('namespace')}/{meta.get('name')}"
+        await self._recorder.record(_ref(raw), "Warning", ASSIGN_IP_FAILED, message,
+                                    service=key, reason=reason)

@@ -1,0 +1,136 @@
+"""Informer-style cache of one resource: paged list, then watch; relist on 410 Gone.
+
+kube/ (DESIGN §3); used by controller/ and speaker/. Keeps the current objects as raw
+dicts (managedFields dropped: they are most of an object's size and nobody here reads
+them) keyed by `namespace/name` (or `name`), and calls `on_change(key)` for every
+object that appeared, changed or vanished, including deletes synthesised when a relist
+no longer contains an object. The callback gets only the key: handlers read the cache
+(level-based, STYLE §2.9). Reconnects with capped exponential backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Mapping
+
+from openelb.kube import client, errors, resources
+
+__all__ = ["Informer", "object_key"]
+
+log = logging.getLogger(__name__)
+
+
+def object_key(obj: Mapping[str, object]) -> str:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        return ""
+    name = str(meta.get("name", ""))
+    namespace = meta.get("namespace")
+    return f"{namespace}/{name}" if namespace else name
+
+
+def _slim(obj: client.RawObject) -> client.RawObject:
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
+
+
+class Informer:
+    """A watched, always-current cache of every object of one kind."""
+
+    def __init__(
+        self,
+        kube: client.Kube,
+        kind: resources.Resource,
+        on_change: Callable[[str], None] = lambda key: None,
+        *,
+        watch_timeout: int = 300,
+        max_backoff: float = 10.0,
+    ) -> None:
+        self.kind = kind
+        self._kube = kube
+        self._on_change = on_change
+        self._watch_timeout = watch_timeout
+        self._max_backoff = max_backoff
+        self._cache: dict[str, client.RawObject] = {}
+        self._resource_version = ""
+        self.synced = asyncio.Event()
+        self.relists = 0  # how often a full list ran (start, 410 Gone, errors)
+
+    def get(self, key: str) -> client.RawObject | None:
+        return self._cache.get(key)
+
+    def items(self) -> list[client.RawObject]:
+        return list(self._cache.values())
+
+    def keys(self) -> list[str]:
+        return list(self._cache)
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    async def run(self) -> None:
+        """List and watch until cancelled; never raises anything but CancelledError."""
+        backoff = 0.2
+        need_list = True
+        while True:
+            try:
+                if need_list:
+                    await self._relist()
+                    need_list = False
+                await self._watch()
+                backoff = 0.2  # a watch that ended normally: reconnect at once
+            except errors.Gone:
+                log.info("watch expired, relisting", extra={"op": "watch",
+                                                            "reason": "gone",
+                                                            "kind": self.kind.plural})
+                need_list = True
+            except errors.KubeError as exc:
+                log.warning("watch failed, retrying", extra={
+                    "op": "watch", "kind": self.kind.plural, "error": str(exc),
+                    "after": round(backoff, 2)})
+                await asyncio.sleep(backoff * (0.5 + random.random()))
+                backoff = min(backoff * 2, self._max_backoff)
+                if isinstance(exc, errors.Forbidden):
+                    need_list = True
+
+    async def _relist(self) -> None:
+        listed = await self._kube.list(self.kind)
+        self.relists += 1
+        fresh = {object_key(o): _slim(o) for o in listed.items}
+        old = self._cache
+        self._cache = fresh
+        self._resource_version = listed.resource_version
+        changed = [k for k, o in fresh.items() if _version(old.get(k)) != _version(o)]
+        vanished = [k for k in old if k not in fresh]  # synthesised deletes
+        self.synced.set()
+        for key in (*changed, *vanished):
+            self._on_change(key)
+
+    async def _watch(self) -> None:
+        async for event in self._kube.watch(
+            self.kind, self._resource_version, timeout_seconds=self._watch_timeout
+        ):
+            version = _version(event.object)
+            if version:
+                self._resource_version = version
+            if event.type == "BOOKMARK":
+                continue
+            key = object_key(event.object)
+            if event.type == "DELETED":
+                self._cache.pop(key, None)
+            else:
+                self._cache[key] = _slim(event.object)
+            log.debug("watch event", extra={"op": "watch", "event": event.type,
+                                            "kind": self.kind.plural, "key": key})
+            self._on_change(key)
+
+
+def _version(obj: Mapping[str, object] | None) -> str:
+    if obj is None:
+        return ""
+    meta = obj.get("metadata")
+    return str(meta.get("resourceVersion", "")) if isinstance(meta, Mapping) else ""

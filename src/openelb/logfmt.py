@@ -1,0 +1,49 @@
+"""Structured log lines for the daemons: `logfmt` key=value pairs on stderr.
+
+Wired by cli.py only (STYLE §2.11): code logs a constant message plus `extra={...}`
+fields (service, eip, ip, node, peer, protocol, reason, op, error); this formatter
+prints every such field. Keys follow the message in the order given.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import sys
+
+__all__ = ["setup"]
+
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def _quote(value: object) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' "=\\\n'):
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    return text
+
+
+class LogfmtFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        stamp = datetime.datetime.fromtimestamp(record.created, datetime.UTC)
+        parts = [
+            f"ts={stamp.strftime('%Y-%m-%dT%H:%M:%S.%f')[:-3]}Z",
+            f"level={record.levelname.lower()}",
+            f"logger={record.name}",
+            f"msg={_quote(record.getMessage())}",
+        ]
+        parts += [f"{k}={_quote(v)}" for k, v in vars(record).items()
+                  if k not in _STANDARD and not k.startswith("_")]
+        if record.exc_info:
+            parts.append(f"traceback={_quote(self.formatException(record.exc_info))}")
+        return " ".join(parts)
+
+
+def setup(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LogfmtFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("aiohttp.access", "kubernetes_asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
