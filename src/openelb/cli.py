@@ -114,3 +114,37 @@ def controller(kubeconfig: str | None, namespace: str, lease_name: str, identity
             await kube.aclose()
 
     raise SystemExit(asyncio.run(main_loop()))
+
+
+@main.command()
+@click.option("--kubeconfig", envvar="KUBECONFIG", default=None,
+              help="Kubeconfig file; in-cluster ServiceAccount when unset.")
+@click.option("--node", envvar="NODE_NAME", required=True, help="This node's name.")
+@click.option("--lb-class", envvar="OPENELB_LB_CLASS", default=None)
+@click.option("--workdir", default="/var/run/openelb", show_default=True,
+              type=click.Path(path_type=Path), help="ExaBGP config and sockets.")
+@click.option("--health-addr", default="0.0.0.0:8081", show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+def speaker(kubeconfig: str | None, node: str, lb_class: str | None, workdir: Path,
+            health_addr: str, log_level: str) -> None:
+    """Announce this node's share of the LoadBalancer addresses (BGP)."""
+    from openelb.kube import client
+    from openelb.speaker import manager
+
+    logfmt.setup(log_level)
+    host, port = _host_port(health_addr)
+    settings = manager.SpeakerSettings(node=node, workdir=workdir, lb_class=lb_class,
+                                       health_host=host, health_port=port)
+
+    async def main_loop() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        kube = await client.Kube.from_kubeconfig(kubeconfig)
+        try:
+            return await manager.run(kube, settings, stop)
+        finally:
+            await kube.aclose()
+
+    raise SystemExit(asyncio.run(main_loop()))

@@ -4,6 +4,26 @@ Pure (DESIGN §3): no I/O, no logging. Import submodules as namespaces
 (`from openelb.api import eip`, then `eip.Eip.parse(raw)`).
 """
 
-from openelb.api import addresses, annotations, bgp, eip, errors, model, selectors, service
+from openelb.api import (
+    addresses,
+    annotations,
+    bgp,
+    eip,
+    errors,
+    model,
+    nodes,
+    selectors,
+    service,
+)
 
-__all__ = ["addresses", "annotations", "bgp", "eip", "errors", "model", "selectors", "service"]
+__all__ = [
+    "addresses",
+    "annotations",
+    "bgp",
+    "eip",
+    "errors",
+    "model",
+    "nodes",
+    "selectors",
+    "service",
+]

@@ -20,8 +20,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from openelb import health
 from openelb.api import errors
-from openelb.controller import eips, health, metrics, outcome, queue, services
+from openelb.controller import eips, metrics, outcome, queue, services
 from openelb.ipam import allocator
 from openelb.ipam import errors as ipam_errors
 from openelb.kube import client, events, informer, leases, resources

@@ -1,6 +1,6 @@
 """HTTP endpoints of a daemon: /metrics, /healthz, /readyz (DESIGN §7).
 
-controller/ and speaker/ both serve these; readiness is a callable passed in so this
+Both daemons (controller, speaker) serve these; readiness is a callable passed in so this
 module knows nothing of caches or leases. aiohttp.web (already our HTTP stack through
 kubernetes_asyncio) serves it on the event loop.
 """

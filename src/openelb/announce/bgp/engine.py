@@ -1,0 +1,200 @@
+"""Supervises one ExaBGP process and speaks its text API (acks on, in order).
+
+announce/bgp (DESIGN §3, STYLE §2.8). The engine owns a unix socket; ExaBGP runs
+bridge.py, which connects to it. Every command is awaited until ExaBGP answers `done`
+(or `error`, raised as BgpEngineError); lines before the answer are the command's
+output; JSON lines are events, handed to `on_event`. If ExaBGP exits, it is started
+again with the last configuration (capped backoff) and `on_connect` runs on every new
+bridge connection, so the owner re-sends its full state.
+"""
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from openelb.announce.bgp import errors
+
+__all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
+
+EXABGP_ENV = {
+    "exabgp.daemon.daemonize": "false",
+    "exabgp.daemon.user": "root",  # the speaker already runs with only NET_ADMIN/NET_RAW
+    "exabgp.daemon.drop": "false",
+    "exabgp.api.ack": "true",  # pinned: every command is answered, and we wait for it
+    "exabgp.api.cli": "false",  # no named pipes: the bridge is our only channel
+    "exabgp.api.respawn": "true",
+    "exabgp.log.destination": "stdout",
+    "exabgp.log.level": "INFO",
+}
+
+
+class Engine:
+    def __init__(self, workdir: Path, *,
+                 on_event: Callable[[dict[str, Any]], None],
+                 on_connect: Callable[[], Coroutine[Any, Any, None]],
+                 command_timeout: float = 10.0) -> None:
+        self.workdir = workdir
+        self.config_path = workdir / "exabgp.conf"
+        self.socket_path = workdir / "api.sock"
+        self.log_path = workdir / "exabgp.log"
+        self._on_event = on_event
+        self._on_connect = on_connect
+        self._timeout = command_timeout
+        self._server: asyncio.AbstractServer | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._connected = asyncio.Event()
+        self._pending: collections.deque[tuple[asyncio.Future[list[str]], list[str]]] = (
+            collections.deque())
+        self._lock = asyncio.Lock()
+        self._process: asyncio.subprocess.Process | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self.restarts = 0
+
+    @property
+    def bridge_argv(self) -> list[str]:
+        return [sys.executable, "-m", "openelb.announce.bgp.bridge", str(self.socket_path)]
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    async def start(self, config_text: str) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(config_text)
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+        self._server = await asyncio.start_unix_server(self._accept, str(self.socket_path))
+        self._supervisor = asyncio.create_task(self._supervise(), name="exabgp-supervisor")
+
+    async def wait_connected(self, timeout: float = 30.0) -> None:
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def _supervise(self) -> None:
+        backoff = 0.5
+        while not self._closing:
+            env = {**os.environ, **EXABGP_ENV}
+            with self.log_path.open("ab") as log_file:
+                self._process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "exabgp", "server", str(self.config_path),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                    env=env, start_new_session=True)
+            started = asyncio.get_running_loop().time()
+            code = await self._process.wait()
+            if self._closing:
+                return
+            self.restarts += 1
+            log.error("exabgp exited, restarting", extra={
+                "op": "bgp", "error": f"exit code {code}", "after": backoff})
+            self._connected.clear()
+            self._fail_pending(errors.BgpEngineError("exabgp exited", f"code {code}"))
+            if asyncio.get_running_loop().time() - started > 30:
+                backoff = 0.5
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._fail_pending(errors.BgpEngineError("bridge reconnected"))
+        self._writer = writer
+        self._connected.set()
+        log.info("exabgp api connected", extra={"op": "bgp"})
+        task = asyncio.create_task(self._on_connect(), name="exabgp-resend")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        try:
+            while line := await reader.readline():
+                self._dispatch(line.decode(errors="replace").rstrip("\n"))
+        finally:
+            if self._writer is writer:
+                self._writer = None
+                self._connected.clear()
+                self._fail_pending(errors.BgpEngineError("bridge disconnected"))
+
+    def _dispatch(self, line: str) -> None:
+        stripped = line.strip()
+        if stripped.startswith("{"):
+            try:
+                self._on_event(json.loads(stripped))
+            except ValueError:
+                log.warning("undecodable exabgp event", extra={"op": "bgp", "error": line})
+            return
+        if not self._pending:
+            if stripped:
+                log.debug("exabgp said", extra={"op": "bgp", "line": line})
+            return
+        future, output = self._pending[0]
+        if stripped == "done":
+            self._pending.popleft()
+            if not future.done():
+                future.set_result(output)
+        elif stripped == "error":
+            self._pending.popleft()
+            if not future.done():
+                future.set_exception(errors.BgpEngineError("exabgp refused", "; ".join(output)))
+        else:
+            output.append(line)
+
+    def _fail_pending(self, error: errors.BgpEngineError) -> None:
+        while self._pending:
+            future, _ = self._pending.popleft()
+            if not future.done():
+                future.set_exception(error)
+
+    async def command(self, line: str) -> list[str]:
+        """Send one API command and wait for its answer; returns its output lines."""
+        async with self._lock:
+            writer = self._writer
+            if writer is None:
+                raise errors.BgpEngineError("exabgp not connected", line)
+            future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+            self._pending.append((future, []))
+            writer.write(line.encode() + b"\n")
+            await writer.drain()
+        try:
+            return await asyncio.wait_for(future, self._timeout)
+        except TimeoutError:
+            raise errors.BgpEngineError("exabgp did not answer", line) from None
+
+    async def reload(self, config_text: str) -> None:
+        """Apply a new configuration; unchanged neighbours keep their sessions."""
+        self.config_path.write_text(config_text)
+        await self.command("reload")
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Ask ExaBGP to shut down (NOTIFICATION to peers), then make sure it is gone."""
+        self._closing = True
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(errors.BgpEngineError):
+                await self.command("shutdown")
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+        for task in list(self._tasks):
+            task.cancel()
+        if self._writer is not None:
+            self._writer.close()
+        if self._server is not None:
+            self._server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()

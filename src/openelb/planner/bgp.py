@@ -1,0 +1,168 @@
+"""What this node announces over BGP and to whom: the pure half of BGP mode.
+
+Pure (DESIGN §3, §4 fate-sharing); called by planner/__init__.py, consumed by
+announce/bgp/. Each node announces only itself as next hop (its InternalIP of the
+prefix's family), so when it dies its session drops and exactly its paths vanish.
+Routes carry an explicit next hop and an optional ADD-PATH path id so the announcer can
+later carry several paths per prefix (DESIGN §4, future work).
+"""
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from openelb.api import addresses, annotations, bgp
+from openelb.planner import eligibility, snapshot
+
+__all__ = ["BgpPlan", "GlobalSpec", "PeerSpec", "Route", "plan_bgp"]
+
+Prefix = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_HOLD_TIME = 90.0
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Route:
+    prefix: Prefix
+    next_hop: addresses.IPAddress
+    path_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalSpec:
+    router_id: str
+    local_as: int
+    listen_port: int = 179  # -1: do not listen (only outgoing sessions)
+    listen_addresses: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PeerSpec:
+    """One BGP session this node keeps; equality decides whether it must be reset."""
+
+    name: str  # the BgpPeer object
+    address: addresses.IPAddress
+    peer_as: int
+    local_as: int
+    router_id: str
+    local_address: addresses.IPAddress | None = None
+    password: str = ""
+    hold_time: float = DEFAULT_HOLD_TIME
+    keepalive: float | None = None
+    connect_retry: float | None = None
+    multihop_ttl: int | None = None
+    passive: bool = False
+    remote_port: int = 179
+    families: frozenset[int] = frozenset({4})
+    graceful_restart: int | None = None  # restart time in seconds when enabled
+    add_path_send: bool = False
+    admin_down: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BgpPlan:
+    speaker: GlobalSpec | None
+    peers: tuple[PeerSpec, ...] = ()
+    routes: Mapping[str, frozenset[Route]] = field(default_factory=dict)  # peer addr -> routes
+    announced: Mapping[str, frozenset[addresses.IPAddress]] = field(default_factory=dict)
+    skipped: Mapping[str, eligibility.Skip] = field(default_factory=dict)  # svc key -> why
+
+
+def _families(peer: bgp.BgpPeer, address: addresses.IPAddress) -> frozenset[int]:
+    found = set()
+    for afi_safi in peer.spec.afi_safis:
+        config = afi_safi.config
+        if config is None or config.family is None:
+            continue
+        if config.enabled or config.family is not None:
+            found.add(4 if config.family.afi == "AFI_IP" else 6)
+    return frozenset(found) or frozenset({address.version})
+
+
+def _peer_spec(peer: bgp.BgpPeer, local_as: int, router_id: str,
+               local: Mapping[int, addresses.IPAddress]) -> PeerSpec:
+    conf = peer.spec.conf
+    address = ipaddress.ip_address(conf.neighbor_address)
+    timers = peer.spec.timers.config if peer.spec.timers else None
+    hold = bgp.TimersConfig.seconds(timers.hold_time) if timers else None
+    keepalive = bgp.TimersConfig.seconds(timers.keepalive_interval) if timers else None
+    retry = bgp.TimersConfig.seconds(timers.connect_retry) if timers else None
+    multihop = peer.spec.ebgp_multihop
+    transport = peer.spec.transport
+    graceful = peer.spec.graceful_restart
+    add_path = any(
+        a.add_paths is not None and a.add_paths.config is not None
+        and a.add_paths.config.send_max > 0
+        for a in peer.spec.afi_safis
+    )
+    return PeerSpec(
+        name=peer.metadata.name,
+        address=address,
+        peer_as=conf.peer_as,
+        local_as=conf.local_as or local_as,
+        router_id=router_id,
+        local_address=local.get(address.version),
+        password=conf.auth_password,
+        hold_time=hold if hold else DEFAULT_HOLD_TIME,
+        keepalive=keepalive or None,
+        connect_retry=retry or None,
+        multihop_ttl=(multihop.multihop_ttl or 255) if multihop and multihop.enabled else None,
+        passive=bool(transport and transport.passive_mode),
+        remote_port=(transport.remote_port if transport and transport.remote_port else 179),
+        families=_families(peer, address),
+        graceful_restart=(graceful.restart_time or 120) if graceful and graceful.enabled
+        else None,
+        add_path_send=add_path,
+        admin_down=conf.admin_down,
+        description=conf.description,
+    )
+
+
+def plan_bgp(snap: snapshot.Snapshot) -> BgpPlan:
+    """The sessions and routes of this node; empty when BGP is not configured."""
+    me = snap.me
+    skipped: dict[str, eligibility.Skip] = {}
+    conf = snap.bgp_conf if snap.bgp_conf is not None and snap.bgp_conf.counts else None
+    bgp_services = []
+    for svc in snap.services:
+        if not svc.wants_address or not svc.assigned_ips:
+            continue
+        mine = [ip for ip in svc.assigned_ips
+                if (pool := snap.pool_of(ip)) is not None and pool.protocol == "bgp"]
+        if mine:
+            bgp_services.append((svc, mine))
+    if conf is None or me is None:
+        why = eligibility.Skip.NO_BGP_CONF if conf is None else eligibility.Skip.NODE_UNKNOWN
+        return BgpPlan(None, skipped={s.key: why for s, _ in bgp_services})
+    rack = me.labels.get(annotations.RACK_LABEL, "")
+    local_as = conf.spec.as_per_rack.get(rack, conf.spec.as_) if rack else conf.spec.as_
+    v4 = me.internal_ip(4)
+    router_id = conf.spec.router_id or (str(v4) if v4 else "")
+    local = {v: ip for v in (4, 6) if (ip := me.internal_ip(v)) is not None}
+    speaker = GlobalSpec(router_id, local_as, conf.spec.listen_port or 179,
+                         conf.spec.listen_addresses)
+    peers = tuple(
+        _peer_spec(p, local_as, router_id, local)
+        for p in sorted(snap.bgp_peers, key=lambda p: p.metadata.name)
+        if not p.ignored and p.selects(dict(me.labels))
+    )
+    announced: dict[str, frozenset[addresses.IPAddress]] = {}
+    for svc, ips in bgp_services:
+        skip = eligibility.service_skip(snap, svc, snap.node)
+        if skip is None and not peers:
+            skip = eligibility.Skip.NO_PEERS
+        if skip is not None:
+            skipped[svc.key] = skip
+            continue
+        announced[svc.key] = frozenset(ips)
+    routes: dict[str, frozenset[Route]] = {}
+    prefixes = {ip for ips in announced.values() for ip in ips}
+    for peer in peers:
+        routes[str(peer.address)] = frozenset(
+            Route(ipaddress.ip_network(ip), local[ip.version])
+            for ip in prefixes
+            if ip.version in peer.families and ip.version in local
+        )
+    return BgpPlan(speaker, peers, routes, announced, skipped)
+
+

@@ -1,0 +1,36 @@
+"""The cluster as one speaker sees it at one instant: the planner's only input.
+
+Pure (DESIGN §3). Built by speaker/ from its informer caches; every field is a parsed,
+immutable value so the planner can be tested with hand-written snapshots.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from openelb.api import addresses, bgp, service
+from openelb.api import nodes as node_info
+from openelb.ipam import pools as ipam_pools
+
+__all__ = ["Snapshot"]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    node: str  # the node this speaker runs on
+    nodes: Mapping[str, node_info.NodeInfo]
+    services: tuple[service.LbService, ...]  # with the addresses their status holds
+    pools: Mapping[str, ipam_pools.Pool]  # parsed Eips by name
+    endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)  # svc -> nodes
+    bgp_conf: bgp.BgpConf | None = None  # the BgpConf named `default`, if any
+    bgp_peers: tuple[bgp.BgpPeer, ...] = ()
+
+    @property
+    def me(self) -> node_info.NodeInfo | None:
+        return self.nodes.get(self.node)
+
+    def pool_of(self, ip: addresses.IPAddress) -> ipam_pools.Pool | None:
+        """The pool whose declared range holds `ip`; the oldest if pools overlap."""
+        for pool in sorted(self.pools.values(), key=lambda p: p.age_key):
+            if pool.declared_span.contains(ip):
+                return pool
+        return None

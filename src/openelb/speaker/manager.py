@@ -1,0 +1,165 @@
+"""The speaker process: caches, planning, announcing, status, Events, clean exit.
+
+speaker/ (DESIGN §2): wired by `openelb speaker`. Every cache change marks the state
+dirty; a single loop (debounced) builds a snapshot, asks the planner what this node
+must announce, hands the whole result to the announcers, posts an Event on each Service
+this node starts or stops announcing, and writes this node's BGP status. SIGTERM
+withdraws everything (announcer.aclose) before the process exits (DESIGN §4).
+"""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from openelb import health
+from openelb.announce.bgp import announcer
+from openelb.announce.bgp import errors as bgp_errors
+from openelb.kube import client, events, informer, resources
+from openelb.planner import bgp as bgp_plan
+from openelb.speaker import metrics, snapshots, status
+
+__all__ = ["SpeakerSettings", "run"]
+
+log = logging.getLogger(__name__)
+
+ANNOUNCE: str = "AnnounceIP"
+WITHDRAW: str = "WithdrawIP"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerSettings:
+    node: str
+    workdir: Path
+    lb_class: str | None = None
+    debounce: float = 0.05  # coalesce bursts of watch events into one plan
+    health_host: str = "127.0.0.1"
+    health_port: int = 8081
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+
+class Speaker:
+    def __init__(self, kube: client.Kube, settings: SpeakerSettings) -> None:
+        self.settings = settings
+        self._kube = kube
+        self._dirty = asyncio.Event()
+        kinds = {
+            "services": resources.SERVICES, "endpointslices": resources.ENDPOINTSLICES,
+            "nodes": resources.NODES, "eips": resources.EIPS,
+            "bgpconfs": resources.BGPCONFS, "bgppeers": resources.BGPPEERS,
+        }
+        self.informers = {name: informer.Informer(kube, kind, self._changed)
+                          for name, kind in kinds.items()}
+        self.stats = metrics.SpeakerMetrics(settings.registry)
+        self.snapshots = snapshots.SnapshotBuilder(settings.node, settings.lb_class,
+                                                   self.informers)
+        self.bgp = announcer.BgpAnnouncer(settings.workdir / "bgp", self._session_changed)
+        self.recorder = events.Recorder(kube, "openelb-speaker", settings.node)
+        self.status = status.StatusWriter(kube, settings.node, self.informers["bgpconfs"],
+                                          self.informers["bgppeers"])
+        self._announced: dict[str, frozenset[Any]] = {}
+        self._plan: bgp_plan.BgpPlan | None = None
+        self.applied = asyncio.Event()
+
+    def _changed(self, key: str) -> None:
+        self._dirty.set()
+
+    def _session_changed(self, peer: str, state: str) -> None:
+        self.stats.session_up.labels(peer).set(1 if state == "up" else 0)
+        self._dirty.set()  # status carries the session state
+
+    def ready(self) -> tuple[bool, str]:
+        if not all(i.synced.is_set() for i in self.informers.values()):
+            return False, "caches not synced"
+        return (True, "announcing") if self.applied.is_set() else (False, "no plan applied yet")
+
+    async def loop(self) -> None:
+        await asyncio.gather(*(i.synced.wait() for i in self.informers.values()))
+        self._dirty.set()
+        while True:
+            await self._dirty.wait()
+            await asyncio.sleep(self.settings.debounce)
+            self._dirty.clear()
+            try:
+                await self._apply()
+                self.stats.plans.labels("applied").inc()
+            except bgp_errors.BgpEngineError as exc:
+                log.warning("announcer not ready, retrying", extra={"op": "bgp",
+                                                                    "error": str(exc)})
+                self.stats.plans.labels("retry").inc()
+                await asyncio.sleep(1.0)
+                self._dirty.set()
+
+    async def _apply(self) -> None:
+        snap = self.snapshots.build()
+        plan = bgp_plan.plan_bgp(snap)
+        await self.bgp.set(plan)
+        self._plan = plan
+        self.applied.set()
+        prefixes = {r.prefix for routes in plan.routes.values() for r in routes}
+        self.stats.announced_prefixes.set(len(prefixes))
+        reasons: dict[str, int] = {}
+        for why in plan.skipped.values():
+            reasons[str(why)] = reasons.get(str(why), 0) + 1
+        self.stats.skipped.clear()
+        for why_text, count in reasons.items():
+            self.stats.skipped.labels(why_text).set(count)
+        await self._post_events(plan)
+        await self.status.write(plan, self.bgp.sessions)
+
+    async def _post_events(self, plan: bgp_plan.BgpPlan) -> None:
+        node = self.settings.node
+        now = dict(plan.announced)
+        for key in sorted(set(now) | set(self._announced)):
+            before, after = self._announced.get(key, frozenset()), now.get(key, frozenset())
+            if before == after:
+                continue
+            raw = self.informers["services"].get(key)
+            ips = ", ".join(sorted(str(i) for i in (after or before)))
+            if raw is None:
+                continue  # the Service is gone: nobody to tell
+            ref = events.ObjectRef.of(raw, "Service", "v1")
+            if after:
+                await self.recorder.record(ref, "Normal", ANNOUNCE,
+                                           f"announcing {ips} from node {node} over BGP",
+                                           service=key, ip=ips, node=node, protocol="bgp")
+            else:
+                why = str(plan.skipped.get(key, "notAssigned"))
+                await self.recorder.record(ref, "Normal", WITHDRAW,
+                                           f"stopped announcing {ips} from node {node}: {why}",
+                                           service=key, ip=ips, node=node, protocol="bgp",
+                                           reason=why)
+        self._announced = now
+
+    async def aclose(self) -> None:
+        await self.bgp.aclose()
+
+
+async def run(kube: client.Kube, settings: SpeakerSettings, stop: asyncio.Event) -> int:
+    """Run until `stop` is set; withdraw everything before returning."""
+    speaker = Speaker(kube, settings)
+    server = health.HealthServer(settings.registry, speaker.ready, settings.health_host,
+                                 settings.health_port)
+    await server.start()
+    tasks = [asyncio.create_task(i.run(), name=f"informer-{name}")
+             for name, i in speaker.informers.items()]
+    main = asyncio.create_task(speaker.loop(), name="speaker-loop")
+    stopper = asyncio.create_task(stop.wait())
+    log.info("speaker started", extra={"node": settings.node})
+    try:
+        done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if main in done:
+            main.result()  # a crash of the loop is a bug: surface it
+    finally:
+        for task in (main, stopper, *tasks):
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(main, *tasks, return_exceptions=True)
+        await speaker.aclose()
+        log.info("speaker stopped, routes withdrawn", extra={"node": settings.node})
+        await server.aclose()
+    return 0
