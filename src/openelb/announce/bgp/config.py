@@ -6,6 +6,7 @@ through the API so they can change without a reload. Each neighbour keeps an adj
 so ExaBGP re-sends our routes by itself after a session flap.
 """
 
+import base64
 from collections.abc import Iterable
 
 from openelb.planner import bgp
@@ -16,7 +17,10 @@ PROCESS_NAME = "openelb"
 
 
 def _quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # ExaBGP's tokenizer has no escapes inside quotes: keep descriptions printable and
+    # free of quotes (passwords go base64-encoded, see _neighbor).
+    cleaned = "".join(c if c.isprintable() and c not in '"\\;{}' else "_" for c in text)
+    return f'"{cleaned}"'
 
 
 def render(speaker: bgp.GlobalSpec | None, peers: Iterable[bgp.PeerSpec],
@@ -48,7 +52,11 @@ def _neighbor(peer: bgp.PeerSpec, listen: int) -> list[str]:
     out.append(f"    peer-as {peer.peer_as};")
     out.append(f"    hold-time {max(3, int(peer.hold_time))};")
     if peer.password:
-        out.append(f"    md5-password {_quote(peer.password)};")
+        # Base64 so that any character a user puts in authPassword survives the config
+        # syntax (ExaBGP decodes it before handing the key to the kernel's TCP-MD5).
+        encoded = base64.b64encode(peer.password.encode()).decode()
+        out.append(f"    md5-password {encoded};")
+        out.append("    md5-base64 true;")
     if peer.multihop_ttl is not None:
         out.append(f"    outgoing-ttl {peer.multihop_ttl};")
     out.append(f"    passive {'true' if peer.passive else 'false'};")
