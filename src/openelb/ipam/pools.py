@@ -25,6 +25,7 @@ class Pool:
     name: str
     declared: addresses.DeclaredRange
     protocol: str = "bgp"
+    interface: str = ""  # layer2/vip: NIC name or can_reach:<IP>, resolved by the speaker
     disabled: bool = False
     priority: int = 0
     namespaces: frozenset[str] = frozenset()
@@ -45,6 +46,7 @@ class Pool:
             name=obj.name,
             declared=obj.declared,
             protocol=obj.spec.protocol,
+            interface=obj.spec.interface,
             disabled=obj.spec.disable,
             priority=obj.spec.priority,
             namespaces=frozenset(obj.spec.namespaces),

@@ -1,0 +1,67 @@
+"""Heartbeat wire format: authenticated, replay-safe, small.
+
+announce/liveness; pure. A heartbeat is `MAGIC | HMAC-SHA256(secret, body) | body`,
+where body is compact JSON: node name, boot id (random per process start), sequence
+number (strictly increasing within a boot), wall-clock time, and the layer-2 pools the
+node can serve. A receiver accepts a heartbeat only if the MAC matches, the time is
+within `max_skew` of its own clock, and the (node, boot) sequence number grew: a
+captured packet replayed later is refused. Every refusal is a `Refused` value.
+"""
+
+import enum
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+
+__all__ = ["MAGIC", "Heartbeat", "Refused", "decode", "encode"]
+
+MAGIC = b"OELB1"
+_MAC_LEN = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    node: str
+    boot: str
+    seq: int
+    sent_at: float  # sender's wall clock (seconds since the epoch)
+    pools: frozenset[str] = frozenset()
+
+
+class Refused(enum.StrEnum):
+    NOT_OURS = "notOurs"
+    BAD_MAC = "badMac"
+    MALFORMED = "malformed"
+    STALE = "stale"
+    REPLAYED = "replayed"
+
+
+def encode(beat: Heartbeat, secret: bytes) -> bytes:
+    body = json.dumps(
+        {"n": beat.node, "b": beat.boot, "s": beat.seq, "t": round(beat.sent_at, 3),
+         "p": sorted(beat.pools)},
+        separators=(",", ":"),
+    ).encode()
+    return MAGIC + hmac.new(secret, body, hashlib.sha256).digest() + body
+
+
+def decode(packet: bytes, secret: bytes) -> Heartbeat | Refused:
+    """Verify and parse one datagram (freshness is judged by membership)."""
+    if not packet.startswith(MAGIC) or len(packet) < len(MAGIC) + _MAC_LEN + 2:
+        return Refused.NOT_OURS
+    mac = packet[len(MAGIC):len(MAGIC) + _MAC_LEN]
+    body = packet[len(MAGIC) + _MAC_LEN:]
+    if not hmac.compare_digest(mac, hmac.new(secret, body, hashlib.sha256).digest()):
+        return Refused.BAD_MAC
+    try:
+        data = json.loads(body)
+        beat = Heartbeat(
+            node=str(data["n"]), boot=str(data["b"]), seq=int(data["s"]),
+            sent_at=float(data["t"]), pools=frozenset(str(p) for p in data.get("p", ())),
+        )
+    except (ValueError, KeyError, TypeError):
+        return Refused.MALFORMED
+    if not beat.node or not beat.boot:
+        return Refused.MALFORMED
+    return beat

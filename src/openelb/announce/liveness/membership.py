@@ -1,0 +1,72 @@
+"""Who is alive, from heartbeats: the pure state machine behind layer-2 failover.
+
+announce/liveness; pure, clocks passed in. A peer is alive while its last accepted
+heartbeat is younger than `timeout` (monotonic clock). Rules for the edges:
+
+* Start-up: for the first `timeout` after start this speaker reports `settled=False`,
+  and the speaker keeps its claims empty, so a fresh speaker never answers for an
+  address before it has heard the others.
+* Fallback: if this speaker has never accepted a heartbeat from any peer since it
+  started (heartbeats blocked or misconfigured), it falls back to `fallback` — the
+  nodes the apiserver reports Ready — so all speakers still agree on one owner, at
+  apiserver speed. Once any peer has been heard, heartbeats alone decide.
+* Split brain: if heartbeats stop flowing between speakers that can still reach the
+  LAN (e.g. a firewall change), each side takes over the other's addresses and two
+  nodes may answer ARP for one address until heartbeats return. Keep the heartbeat
+  port open between nodes.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from openelb.announce.liveness import codec
+
+__all__ = ["Membership"]
+
+
+@dataclass
+class _Peer:
+    boot: str
+    seq: int
+    heard_at: float
+    pools: frozenset[str]
+
+
+@dataclass
+class Membership:
+    node: str
+    started_at: float  # monotonic
+    timeout: float = 1.0
+    max_skew: float = 30.0  # accepted wall-clock difference, for replay safety
+    _peers: dict[str, _Peer] = field(default_factory=dict)
+    _heard_anyone: bool = False
+
+    def accept(self, beat: codec.Heartbeat, now: float, wall: float
+               ) -> codec.Refused | None:
+        """Take a verified heartbeat; returns why it was refused, or None."""
+        if beat.node == self.node:
+            return codec.Refused.NOT_OURS
+        if abs(wall - beat.sent_at) > self.max_skew:
+            return codec.Refused.STALE
+        known = self._peers.get(beat.node)
+        if known is not None and known.boot == beat.boot and beat.seq <= known.seq:
+            return codec.Refused.REPLAYED
+        # A new boot id (the peer restarted) starts a new sequence; the wall-clock window
+        # above keeps an old boot's captured packets from being replayed for long.
+        self._peers[beat.node] = _Peer(beat.boot, beat.seq, now, beat.pools)
+        self._heard_anyone = True
+        return None
+
+    def settled(self, now: float) -> bool:
+        return now - self.started_at >= self.timeout
+
+    def live(self, now: float, fallback: Iterable[str] = ()) -> frozenset[str]:
+        """Alive nodes, this one included."""
+        if not self._heard_anyone:
+            return frozenset({self.node, *fallback})
+        alive = {n for n, p in self._peers.items() if now - p.heard_at <= self.timeout}
+        return frozenset({self.node, *alive})
+
+    def serving(self, now: float) -> dict[str, frozenset[str]]:
+        """Layer-2 pools each alive peer says it can serve."""
+        return {n: p.pools for n, p in self._peers.items() if now - p.heard_at <= self.timeout}

@@ -1,0 +1,85 @@
+"""One owner per layer-2 address, agreed by every speaker, moving as little as possible."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from openelb.api import nodes
+from openelb.planner import eligibility, ownership, snapshot
+from tests.unit.factories import pool, svc
+
+IPS = [ipaddress.ip_address(f"192.0.2.{i}") for i in range(100, 200)]
+NODE_NAMES = [f"node-{c}" for c in "abcdefgh"]
+
+
+def _nodes(*names: str) -> dict[str, nodes.NodeInfo]:
+    return {n: nodes.NodeInfo(n, {}, True, False, (ipaddress.ip_address("192.0.2.11"),))
+            for n in names}
+
+
+LAN = dataclasses.replace(pool("lan", "192.0.2.0/24"), protocol="layer2", interface="eth0")
+
+
+def _snap(node: str, services: tuple, names: tuple[str, ...] = ("node-a", "node-b", "node-c"),
+          **kw: object) -> snapshot.Snapshot:
+    return snapshot.Snapshot(node=node, nodes=_nodes(*names), services=services,
+                             pools={"lan": LAN}, **kw)  # type: ignore[arg-type]
+
+
+@given(st.sets(st.sampled_from(NODE_NAMES), min_size=1))
+def test_every_speaker_computes_the_same_owner(candidates: set[str]) -> None:
+    ip = IPS[0]
+    ordered = sorted(candidates)
+    assert ownership.owner(ip, ordered) == ownership.owner(ip, ordered[::-1])
+    assert ownership.owner(ip, candidates) in candidates
+
+
+@settings(max_examples=50)
+@given(st.sets(st.sampled_from(NODE_NAMES[:-1]), min_size=2))
+def test_adding_a_node_moves_only_addresses_it_wins(candidates: set[str]) -> None:
+    before = {ip: ownership.owner(ip, candidates) for ip in IPS}
+    after = {ip: ownership.owner(ip, candidates | {NODE_NAMES[-1]}) for ip in IPS}
+    moved = [ip for ip in IPS if before[ip] != after[ip]]
+    assert all(after[ip] == NODE_NAMES[-1] for ip in moved)
+
+
+def test_exactly_one_node_claims_each_address() -> None:
+    services = tuple(svc(f"s{i}", assigned=[f"192.0.2.{100 + i}"]) for i in range(20))
+    live = frozenset({"node-a", "node-b", "node-c"})
+    claims = [ownership.plan_layer2(_snap(n, services), live, {}).claims
+              for n in sorted(live)]
+    claimed = [c.ip for per_node in claims for c in per_node]
+    assert sorted(claimed) == sorted(ipaddress.ip_address(f"192.0.2.{100 + i}")
+                                     for i in range(20))
+    assert all(c.interface == "eth0" and c.pool == "lan" for per in claims for c in per)
+
+
+def test_a_dead_speaker_loses_its_addresses_to_the_others() -> None:
+    web = svc("web", assigned=["192.0.2.150"])
+    live = frozenset({"node-a", "node-b", "node-c"})
+    first = ownership.plan_layer2(_snap("node-a", (web,)), live, {}).owners[IPS[50]]
+    survivors = live - {first}
+    new_owner = ownership.plan_layer2(_snap("node-a", (web,)), survivors, {}).owners[IPS[50]]
+    assert new_owner in survivors
+
+
+def test_local_policy_owner_has_an_endpoint_and_follows_it() -> None:
+    web = svc("web", assigned=["192.0.2.150"], local=True)
+    live = frozenset({"node-a", "node-b", "node-c"})
+    for where in ("node-a", "node-c"):
+        plan = ownership.plan_layer2(
+            _snap("node-a", (web,), endpoints={"default/web": frozenset({where})}), live, {})
+        assert plan.owners[IPS[50]] == where
+
+
+def test_a_node_that_cannot_reach_the_interface_is_never_owner() -> None:
+    web = svc("web", assigned=["192.0.2.150"])
+    live = frozenset({"node-a", "node-b"})
+    serving = {"node-a": frozenset(), "node-b": frozenset({"lan"})}
+    plan = ownership.plan_layer2(_snap("node-a", (web,)), live, serving)
+    assert plan.owners[IPS[50]] == "node-b"
+    assert plan.skipped == {"default/web": eligibility.Skip.NOT_OWNER}
