@@ -1,0 +1,492 @@
+"""deploy/rbac on a real kube-apiserver: each component may do its job and nothing more.
+
+Every action is a real request made with the component's own ServiceAccount token
+(TokenRequest), against objects that exist, so "allowed" means the request succeeded
+and "forbidden" means the apiserver answered 403.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from kubernetes_asyncio import client as k8s
+
+pytestmark = pytest.mark.controlplane
+
+GROUP = "network.kubesphere.io"
+SYSTEM = "openelb-system"
+MERGE = "application/merge-patch+json"
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    """Objects the actions work on; created by the admin for each test."""
+
+    namespace: str
+    service: str
+    secret: str  # in `namespace`
+    system_secret: str  # in openelb-system
+    eip: str
+    bgpconf: str
+    bgppeer: str
+    suffix: str
+
+
+Action = Callable[[k8s.ApiClient, World], Awaitable[Any]]
+
+
+@pytest.fixture
+async def world(admin: k8s.ApiClient, namespace: str) -> AsyncIterator[World]:
+    suffix = uuid.uuid4().hex[:8]
+    core = k8s.CoreV1Api(admin)
+    custom = k8s.CustomObjectsApi(admin)
+    w = World(
+        namespace=namespace,
+        service="web",
+        secret="app-secret",
+        system_secret=f"openelb-test-{suffix}",
+        eip=f"pool-{suffix}",
+        bgpconf="default",
+        bgppeer=f"tor-{suffix}",
+        suffix=suffix,
+    )
+    await core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": w.service},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}], "selector": {"app": "web"}},
+        },
+    )
+    await core.create_namespaced_secret(
+        namespace, {"metadata": {"name": w.secret}, "stringData": {"k": "v"}}
+    )
+    await core.create_namespaced_secret(
+        SYSTEM, {"metadata": {"name": w.system_secret}, "stringData": {"k": "v"}}
+    )
+    for plural, body in (
+        ("eips", {"metadata": {"name": w.eip}, "spec": {"address": "192.0.2.0/28"}}),
+        ("bgpconfs", {"metadata": {"name": w.bgpconf}, "spec": {"as": 64512}}),
+        (
+            "bgppeers",
+            {
+                "metadata": {"name": w.bgppeer},
+                "spec": {"conf": {"peerAs": 64513, "neighborAddress": "192.0.2.254"}},
+            },
+        ),
+    ):
+        kind = {"eips": "Eip", "bgpconfs": "BgpConf", "bgppeers": "BgpPeer"}[plural]
+        await custom.create_cluster_custom_object(
+            GROUP, "v1alpha2", plural, {"apiVersion": f"{GROUP}/v1alpha2", "kind": kind, **body}
+        )
+    yield w
+    await core.delete_namespaced_secret(w.system_secret, SYSTEM)
+    for lease in (await k8s.CoordinationV1Api(admin).list_namespaced_lease(SYSTEM)).items:
+        if lease.metadata.name.endswith(suffix):
+            await k8s.CoordinationV1Api(admin).delete_namespaced_lease(lease.metadata.name, SYSTEM)
+
+
+# -- actions -------------------------------------------------------------------------------
+
+
+async def _watch(api: k8s.ApiClient, path: str) -> None:
+    """Open a watch (RBAC verb `watch`) and close it at once; raise on a refusal."""
+    response = await api.call_api(
+        path,
+        "GET",
+        query_params=[("watch", "true"), ("timeoutSeconds", "1")],
+        header_params={"Accept": "application/json"},
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
+    )
+    try:
+        if response.status != 200:
+            raise k8s.ApiException(status=response.status, reason=response.reason)
+    finally:
+        response.release()
+
+
+def _core(api: k8s.ApiClient) -> k8s.CoreV1Api:
+    return k8s.CoreV1Api(api)
+
+
+def _custom(api: k8s.ApiClient) -> k8s.CustomObjectsApi:
+    return k8s.CustomObjectsApi(api)
+
+
+async def list_services(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).list_service_for_all_namespaces()
+
+
+async def watch_services(api: k8s.ApiClient, w: World) -> Any:
+    return await _watch(api, "/api/v1/services")
+
+
+async def get_service(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).read_namespaced_service(w.service, w.namespace)
+
+
+async def label_service(api: k8s.ApiClient, w: World) -> Any:
+    body = {"metadata": {"labels": {"eip.openelb.kubesphere.io/v1alpha2": w.eip}}}
+    return await _core(api).patch_namespaced_service(w.service, w.namespace, body)
+
+
+async def replace_service(api: k8s.ApiClient, w: World) -> Any:
+    current = await k8s.CoreV1Api(api).read_namespaced_service(w.service, w.namespace)
+    return await _core(api).replace_namespaced_service(w.service, w.namespace, current)
+
+
+async def add_and_remove_service_finalizer(api: k8s.ApiClient, w: World) -> Any:
+    finalizer = {"metadata": {"finalizers": ["finalizer.lb.kubesphere.io/v1alpha1"]}}
+    await _core(api).patch_namespaced_service(w.service, w.namespace, finalizer)
+    return await _core(api).patch_namespaced_service(
+        w.service, w.namespace, {"metadata": {"finalizers": None}}, _content_type=MERGE
+    )
+
+
+async def set_service_ingress(api: k8s.ApiClient, w: World) -> Any:
+    body = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}
+    return await _core(api).patch_namespaced_service_status(w.service, w.namespace, body)
+
+
+async def create_service(api: k8s.ApiClient, w: World) -> Any:
+    body = {"metadata": {"name": "other"}, "spec": {"ports": [{"port": 81}]}}
+    return await _core(api).create_namespaced_service(w.namespace, body)
+
+
+async def delete_service(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).delete_namespaced_service(w.service, w.namespace)
+
+
+async def list_endpointslices(api: k8s.ApiClient, w: World) -> Any:
+    return await k8s.DiscoveryV1Api(api).list_endpoint_slice_for_all_namespaces()
+
+
+async def watch_endpointslices(api: k8s.ApiClient, w: World) -> Any:
+    return await _watch(api, "/apis/discovery.k8s.io/v1/endpointslices")
+
+
+async def list_nodes(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).list_node()
+
+
+async def watch_nodes(api: k8s.ApiClient, w: World) -> Any:
+    return await _watch(api, "/api/v1/nodes")
+
+
+async def list_namespaces(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).list_namespace()
+
+
+async def watch_namespaces(api: k8s.ApiClient, w: World) -> Any:
+    return await _watch(api, "/api/v1/namespaces")
+
+
+def _list_openelb(plural: str) -> Action:
+    async def action(api: k8s.ApiClient, w: World) -> Any:
+        return await _custom(api).list_cluster_custom_object(GROUP, "v1alpha2", plural)
+
+    action.__name__ = f"list_{plural}"
+    return action
+
+
+def _watch_openelb(plural: str) -> Action:
+    async def action(api: k8s.ApiClient, w: World) -> Any:
+        return await _watch(api, f"/apis/{GROUP}/v1alpha2/{plural}")
+
+    action.__name__ = f"watch_{plural}"
+    return action
+
+
+async def add_eip_finalizer(api: k8s.ApiClient, w: World) -> Any:
+    body = {"metadata": {"finalizers": ["finalizer.ipam.kubesphere.io/v1alpha1"]}}
+    return await _custom(api).patch_cluster_custom_object(
+        GROUP, "v1alpha2", "eips", w.eip, body, _content_type=MERGE
+    )
+
+
+async def set_eip_status(api: k8s.ApiClient, w: World) -> Any:
+    body = {"status": {"usage": 1, "poolSize": 14, "ready": True}}
+    return await _custom(api).patch_cluster_custom_object_status(
+        GROUP, "v1alpha2", "eips", w.eip, body, _content_type=MERGE
+    )
+
+
+async def create_eip(api: k8s.ApiClient, w: World) -> Any:
+    body = {
+        "apiVersion": f"{GROUP}/v1alpha2",
+        "kind": "Eip",
+        "metadata": {"name": f"new-{w.suffix}"},
+        "spec": {"address": "198.51.100.0/28"},
+    }
+    return await _custom(api).create_cluster_custom_object(GROUP, "v1alpha2", "eips", body)
+
+
+async def delete_eip(api: k8s.ApiClient, w: World) -> Any:
+    return await _custom(api).delete_cluster_custom_object(GROUP, "v1alpha2", "eips", w.eip)
+
+
+async def set_bgpconf_status(api: k8s.ApiClient, w: World) -> Any:
+    body = {"status": {"nodesConfStatus": {"node-a": {"routerId": "192.0.2.2", "as": 64512}}}}
+    return await _custom(api).patch_cluster_custom_object_status(
+        GROUP, "v1alpha2", "bgpconfs", w.bgpconf, body, _content_type=MERGE
+    )
+
+
+async def set_bgppeer_status(api: k8s.ApiClient, w: World) -> Any:
+    body = {
+        "status": {"nodesPeerStatus": {"node-a": {"peerState": {"sessionState": "ESTABLISHED"}}}}
+    }
+    return await _custom(api).patch_cluster_custom_object_status(
+        GROUP, "v1alpha2", "bgppeers", w.bgppeer, body, _content_type=MERGE
+    )
+
+
+async def change_bgpconf(api: k8s.ApiClient, w: World) -> Any:
+    return await _custom(api).patch_cluster_custom_object(
+        GROUP, "v1alpha2", "bgpconfs", w.bgpconf, {"spec": {"as": 65000}}, _content_type=MERGE
+    )
+
+
+async def change_bgppeer(api: k8s.ApiClient, w: World) -> Any:
+    body = {"spec": {"conf": {"peerAs": 65001}}}
+    return await _custom(api).patch_cluster_custom_object(
+        GROUP, "v1alpha2", "bgppeers", w.bgppeer, body, _content_type=MERGE
+    )
+
+
+async def create_core_event(api: k8s.ApiClient, w: World) -> Any:
+    body = {
+        "metadata": {"generateName": "openelb-test-"},
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "namespace": w.namespace,
+            "name": w.service,
+        },
+        "reason": "AssignIP",
+        "message": "address assigned",
+        "type": "Normal",
+        "source": {"component": "openelb-test"},
+    }
+    return await _core(api).create_namespaced_event(w.namespace, body)
+
+
+async def create_events_k8s_io_event(api: k8s.ApiClient, w: World) -> Any:
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body = {
+        "metadata": {"generateName": "openelb-test-"},
+        "eventTime": now,
+        "reportingController": "openelb.kubesphere.io/test",
+        "reportingInstance": "test",
+        "action": "Announce",
+        "reason": "AssignIP",
+        "note": "address assigned",
+        "type": "Normal",
+        "regarding": {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "namespace": w.namespace,
+            "name": w.service,
+        },
+    }
+    return await k8s.EventsV1Api(api).create_namespaced_event(w.namespace, body)
+
+
+def _lease(w: World) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"openelb-test-{w.suffix}"},
+        "spec": {"holderIdentity": "test", "leaseDurationSeconds": 15},
+    }
+
+
+async def hold_lease_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
+    coordination = k8s.CoordinationV1Api(api)
+    lease = await coordination.create_namespaced_lease(SYSTEM, _lease(w))
+    lease.spec.holder_identity = "renewed"
+    await coordination.replace_namespaced_lease(lease.metadata.name, SYSTEM, lease)
+    await coordination.list_namespaced_lease(SYSTEM)
+    return await coordination.read_namespaced_lease(lease.metadata.name, SYSTEM)
+
+
+async def create_lease_elsewhere(api: k8s.ApiClient, w: World) -> Any:
+    return await k8s.CoordinationV1Api(api).create_namespaced_lease(w.namespace, _lease(w))
+
+
+async def read_secret_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
+    await _core(api).list_namespaced_secret(SYSTEM)
+    return await _core(api).read_namespaced_secret(w.system_secret, SYSTEM)
+
+
+async def read_secret_elsewhere(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).read_namespaced_secret(w.secret, w.namespace)
+
+
+async def list_secrets_elsewhere(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).list_namespaced_secret(w.namespace)
+
+
+async def list_all_secrets(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).list_secret_for_all_namespaces()
+
+
+async def list_pods(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).list_namespaced_pod(w.namespace)
+
+
+async def list_all_pods(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).list_pod_for_all_namespaces()
+
+
+async def create_pod(api: k8s.ApiClient, w: World) -> Any:
+    body = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    return await _core(api).create_namespaced_pod(w.namespace, body)
+
+
+async def delete_pods(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).delete_collection_namespaced_pod(w.namespace)
+
+
+async def create_pod_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
+    body = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}
+    return await _core(api).create_namespaced_pod(SYSTEM, body)
+
+
+def _cases(*actions: Action) -> Any:
+    return pytest.mark.parametrize("action", actions, ids=[a.__name__ for a in actions])
+
+
+# -- the promises ----------------------------------------------------------------------------
+
+
+@_cases(
+    list_services,
+    watch_services,
+    get_service,
+    label_service,
+    add_and_remove_service_finalizer,
+    set_service_ingress,
+    _list_openelb("eips"),
+    _watch_openelb("eips"),
+    add_eip_finalizer,
+    set_eip_status,
+    list_namespaces,
+    watch_namespaces,
+    list_nodes,
+    watch_nodes,
+    create_core_event,
+    create_events_k8s_io_event,
+    hold_lease_in_openelb_system,
+    read_secret_in_openelb_system,
+)
+async def test_controller_may_do_what_ipam_needs(
+    as_controller: k8s.ApiClient, world: World, action: Action
+) -> None:
+    await action(as_controller, world)
+
+
+@_cases(
+    read_secret_elsewhere,
+    list_secrets_elsewhere,
+    list_all_secrets,
+    list_pods,
+    list_all_pods,
+    create_pod,
+    create_pod_in_openelb_system,
+    delete_pods,
+    create_service,
+    delete_service,
+    create_eip,
+    delete_eip,
+    change_bgpconf,
+    change_bgppeer,
+    set_bgppeer_status,
+    list_endpointslices,
+    create_lease_elsewhere,
+)
+async def test_controller_may_not_do_what_it_does_not_need(
+    as_controller: k8s.ApiClient, world: World, action: Action
+) -> None:
+    with pytest.raises(k8s.ApiException) as refused:
+        await action(as_controller, world)
+    assert refused.value.status == 403
+
+
+@_cases(
+    list_services,
+    watch_services,
+    get_service,
+    list_endpointslices,
+    watch_endpointslices,
+    list_nodes,
+    watch_nodes,
+    _list_openelb("eips"),
+    _watch_openelb("eips"),
+    _list_openelb("bgpconfs"),
+    _watch_openelb("bgpconfs"),
+    _list_openelb("bgppeers"),
+    _watch_openelb("bgppeers"),
+    set_bgpconf_status,
+    set_bgppeer_status,
+    create_core_event,
+    create_events_k8s_io_event,
+    hold_lease_in_openelb_system,
+    read_secret_in_openelb_system,
+)
+async def test_speaker_may_do_what_announcing_needs(
+    as_speaker: k8s.ApiClient, world: World, action: Action
+) -> None:
+    await action(as_speaker, world)
+
+
+@_cases(
+    label_service,
+    replace_service,
+    add_and_remove_service_finalizer,
+    set_service_ingress,
+    create_service,
+    delete_service,
+    add_eip_finalizer,
+    set_eip_status,
+    create_eip,
+    delete_eip,
+    change_bgpconf,
+    change_bgppeer,
+    read_secret_elsewhere,
+    list_secrets_elsewhere,
+    list_all_secrets,
+    list_pods,
+    list_all_pods,
+    create_pod,
+    create_pod_in_openelb_system,
+    delete_pods,
+    list_namespaces,
+    create_lease_elsewhere,
+)
+async def test_speaker_may_not_change_services_pods_or_read_foreign_secrets(
+    as_speaker: k8s.ApiClient, world: World, action: Action
+) -> None:
+    with pytest.raises(k8s.ApiException) as refused:
+        await action(as_speaker, world)
+    assert refused.value.status == 403
+
+
+async def test_allowed_writes_really_landed(
+    admin: k8s.ApiClient, as_controller: k8s.ApiClient, as_speaker: k8s.ApiClient, world: World
+) -> None:
+    """The allowed writes are not no-ops: the admin sees what each component wrote."""
+    await set_service_ingress(as_controller, world)
+    await set_bgppeer_status(as_speaker, world)
+    service = await k8s.CoreV1Api(admin).read_namespaced_service(world.service, world.namespace)
+    peer = await k8s.CustomObjectsApi(admin).get_cluster_custom_object(
+        GROUP, "v1alpha2", "bgppeers", world.bgppeer
+    )
+    assert service.status.load_balancer.ingress[0].ip == "192.0.2.1"
+    assert peer["status"]["nodesPeerStatus"]["node-a"]["peerState"]["sessionState"] == (
+        "ESTABLISHED"
+    )
