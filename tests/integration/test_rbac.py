@@ -323,6 +323,18 @@ async def read_secret_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
     return await _core(api).read_namespaced_secret(w.system_secret, SYSTEM)
 
 
+async def create_secret_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
+    # The control plane is thrown away after the session: no cleanup needed.
+    name = f"{w.system_secret}-{uuid.uuid4().hex[:6]}"
+    return await _core(api).create_namespaced_secret(
+        SYSTEM, {"metadata": {"name": name}, "stringData": {"k": "v"}})
+
+
+async def create_secret_elsewhere(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).create_namespaced_secret(
+        w.namespace, {"metadata": {"name": "openelb-new"}, "stringData": {"k": "v"}})
+
+
 async def read_secret_elsewhere(api: k8s.ApiClient, w: World) -> Any:
     return await _core(api).read_namespaced_secret(w.secret, w.namespace)
 
@@ -383,6 +395,7 @@ def _cases(*actions: Action) -> Any:
     create_events_k8s_io_event,
     hold_lease_in_openelb_system,
     read_secret_in_openelb_system,
+    create_secret_in_openelb_system,
 )
 async def test_controller_may_do_what_ipam_needs(
     as_controller: k8s.ApiClient, world: World, action: Action
@@ -392,6 +405,7 @@ async def test_controller_may_do_what_ipam_needs(
 
 @_cases(
     read_secret_elsewhere,
+    create_secret_elsewhere,
     list_secrets_elsewhere,
     list_all_secrets,
     list_pods,
@@ -458,6 +472,7 @@ async def test_speaker_may_do_what_announcing_needs(
     change_bgpconf,
     change_bgppeer,
     read_secret_elsewhere,
+    create_secret_in_openelb_system,
     list_secrets_elsewhere,
     list_all_secrets,
     list_pods,

@@ -12,8 +12,10 @@ releases the Lease so a standby takes over at once.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +28,7 @@ from openelb.controller import eips, metrics, outcome, queue, services
 from openelb.ipam import allocator
 from openelb.ipam import errors as ipam_errors
 from openelb.kube import client, events, informer, leases, resources
+from openelb.kube import errors as kube_errors
 
 __all__ = ["ControllerSettings", "run"]
 
@@ -43,6 +46,7 @@ class ControllerSettings:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     status_interval: float = 0.5  # Eip status writes are batched this often
+    heartbeat_secret: str = "openelb-speaker-heartbeat"  # created if missing; "" = never
     health_host: str = "127.0.0.1"
     health_port: int = 8080
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
@@ -104,10 +108,36 @@ class Controller:
 
     # ---- leadership --------------------------------------------------------------------
 
+    async def _ensure_heartbeat_secret(self) -> None:
+        """Create the speakers' shared heartbeat key once, if nobody did (like MetalLB's
+        memberlist secret); an existing Secret is never changed."""
+        name, namespace = self.settings.heartbeat_secret, self.settings.namespace
+        if not name:
+            return
+        try:
+            await self._kube.get(resources.SECRETS, name, namespace)
+            return
+        except kube_errors.NotFound:
+            pass
+        except kube_errors.KubeError as exc:
+            log.warning("heartbeat secret not checked", extra={"error": str(exc)})
+            return
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/part-of": "openelb"}},
+                "data": {"secret": base64.b64encode(secrets.token_bytes(32)).decode()}}
+        try:
+            await self._kube.create(resources.SECRETS, body, namespace)
+            log.info("heartbeat secret created", extra={"op": "liveness",
+                                                        "secret": f"{namespace}/{name}"})
+        except kube_errors.KubeError as exc:  # Conflict: another replica made it
+            log.info("heartbeat secret not created", extra={"error": str(exc)})
+
     async def lead(self) -> None:
         """Runs once this replica holds the Lease; returns only when cancelled."""
         await asyncio.gather(*(i.synced.wait() for i in
                                (self.services, self.eips, self.namespaces)))
+        await self._ensure_heartbeat_secret()
         started = time.perf_counter()
         self.eip_sync.sync_pools()
         replay = []
