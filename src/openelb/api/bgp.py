@@ -8,6 +8,7 @@ ignored; both rules are exposed here as properties for the planner.
 
 
 import ipaddress
+import math
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
@@ -48,8 +49,10 @@ def _check_seconds(value: Any) -> Any:
         return value
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"must be a number of seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or isinstance(value, bool):
+        raise ValueError(f"must be a number of seconds, got {value!r}")
     if seconds < 0:
         raise ValueError(f"must not be negative, got {value!r}")
     return value
@@ -155,7 +158,7 @@ class PeerConf(model.KubeModel):
     admin_down: bool = Field(False, alias="adminDown")
     peer_group: str = Field("", alias="peerGroup")
     peer_type: int = Field(0, alias="peerType")
-    remove_private_as: str | int = Field("", alias="removePrivateAs")
+    remove_private_as: Any = Field("", alias="removePrivateAs")  # GoBGP enum, kept as given
     route_flap_damping: bool = Field(False, alias="routeFlapDamping")
     send_community: int = Field(0, alias="sendCommunity")
     neighbor_interface: str = Field("", alias="neighborInterface")

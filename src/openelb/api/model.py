@@ -34,8 +34,22 @@ class KubeModel(pydantic.BaseModel):
     """Base of every CRD model: frozen, lossless, CRD field names as aliases."""
 
     model_config = ConfigDict(
-        frozen=True, extra="allow", populate_by_name=True, validate_default=False
+        # Only the CRD's own spellings bind fields: a key such as `namespace_selector` is
+        # an unknown field (kept verbatim), exactly as the apiserver and OpenELB see it.
+        frozen=True, extra="allow", validate_by_alias=True, validate_by_name=False,
+        validate_default=False
     )
+
+    @pydantic.model_validator(mode="after")
+    def _extras_are_not_fields(self) -> KubeModel:
+        # pydantic counts an unknown key as "set" in fields_set even when it only shares a
+        # field's Python name (e.g. `namespace_selector`); then to_raw() would also write
+        # the field under its alias. Only keys spelled as the CRD spells them set a field.
+        clash = set(self.model_extra or ()) & set(type(self).model_fields)
+        if clash:
+            object.__setattr__(self, "__pydantic_fields_set__",
+                               self.__pydantic_fields_set__ - clash)
+        return self
 
     def to_raw(self) -> dict[str, Any]:
         """The apiserver dict again: only fields that were set, unknown fields kept."""
@@ -116,8 +130,8 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part.startswith("function-") or part in {"str", "int", "float"}:
-            continue  # pydantic's internal names for union members and validators
+        elif part.startswith("function-"):
+            continue  # pydantic's internal name for a validator step (models avoid unions)
         else:
             path += f".{part}" if path else part
     return path or "(object)"

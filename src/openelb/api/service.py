@@ -88,16 +88,21 @@ class LbService:
     @classmethod
     def parse(cls, raw: Mapping[str, Any], *, lb_class: str | None = None) -> "LbService":
         """Read a Service dict; `lb_class` is the loadBalancerClass openelb answers to."""
-        meta = raw.get("metadata") or {}
-        spec = raw.get("spec") or {}
-        notes: Mapping[str, str] = meta.get("annotations") or {}
+        if not isinstance(raw, Mapping):
+            raise errors.InvalidObject("(object)", "must be an object")
+        meta = _mapping(raw.get("metadata"))
+        spec = _mapping(raw.get("spec"))
+        notes: Mapping[str, str] = {
+            str(k): v for k, v in _mapping(meta.get("annotations")).items()
+            if isinstance(v, str)
+        }
         requested = _requested_ips(notes, spec)
         policy = _family_policy(spec)
         return cls(
-            namespace=meta.get("namespace") or "default",
-            name=meta.get("name") or "",
-            uid=meta.get("uid") or "",
-            created=meta.get("creationTimestamp") or "",
+            namespace=str(meta.get("namespace") or "default"),
+            name=str(meta.get("name") or ""),
+            uid=str(meta.get("uid") or ""),
+            created=str(meta.get("creationTimestamp") or ""),
             is_load_balancer=spec.get("type") == "LoadBalancer",
             opted_in=_opted_in(notes, spec, lb_class),
             deleting=bool(meta.get("deletionTimestamp")),
@@ -107,12 +112,18 @@ class LbService:
             family_policy=policy,
             ports=_ports(spec),
             traffic_policy=_traffic_policy(spec),
-            selector=tuple(sorted((spec.get("selector") or {}).items())),
+            selector=tuple(sorted((str(k), str(v))
+                                  for k, v in _mapping(spec.get("selector")).items())),
             sharing_key=next(
                 (notes[k].strip() for k in annotations.SHARING_ANNOTATIONS if notes.get(k)), ""
             ),
             assigned_ips=_status_ips(raw),
         )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """The apiserver guarantees these shapes; anything else reads as empty."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _opted_in(notes: Mapping[str, str], spec: Mapping[str, Any], lb_class: str | None) -> bool:
@@ -157,15 +168,17 @@ def _requested_ips(
 def _family_policy(spec: Mapping[str, Any]) -> FamilyPolicy:
     try:
         return FamilyPolicy(spec.get("ipFamilyPolicy") or FamilyPolicy.SINGLE)
-    except ValueError:
+    except (ValueError, TypeError):
         return FamilyPolicy.SINGLE  # the apiserver validates this field; be lenient
 
 
 def _families(
     spec: Mapping[str, Any], policy: FamilyPolicy, requested: tuple[addresses.IPAddress, ...]
 ) -> tuple[int, ...]:
-    names = spec.get("ipFamilies") or ()
-    listed: list[int] = [_FAMILY_NUMBER[f] for f in names if f in _FAMILY_NUMBER]
+    names = spec.get("ipFamilies")
+    names = names if isinstance(names, list) else []
+    listed: list[int] = list(dict.fromkeys(
+        _FAMILY_NUMBER[f] for f in names if isinstance(f, str) and f in _FAMILY_NUMBER))
     if policy is FamilyPolicy.SINGLE:
         listed = listed[:1]
     if requested:
@@ -178,9 +191,10 @@ def _families(
 
 
 def _ports(spec: Mapping[str, Any]) -> frozenset[Port]:
+    listed = spec.get("ports")
     return frozenset(
         Port(int(p["port"]), str(p.get("protocol") or "TCP"))
-        for p in spec.get("ports") or ()
+        for p in (listed if isinstance(listed, list) else ())
         if isinstance(p, Mapping) and isinstance(p.get("port"), int)
     )
 
@@ -194,9 +208,11 @@ def _traffic_policy(spec: Mapping[str, Any]) -> TrafficPolicy:
 
 
 def _status_ips(raw: Mapping[str, Any]) -> tuple[addresses.IPAddress, ...]:
-    ingress = ((raw.get("status") or {}).get("loadBalancer") or {}).get("ingress") or ()
+    ingress = _mapping(_mapping(raw.get("status")).get("loadBalancer")).get("ingress")
     found: list[addresses.IPAddress] = []
-    for entry in ingress:
+    for entry in ingress if isinstance(ingress, list) else ():
+        if not isinstance(entry, Mapping):
+            continue
         try:
             found.append(addresses.parse_ip(str(entry.get("ip", "")), "status"))
         except errors.InvalidObject:

@@ -108,15 +108,16 @@ def find_problems(pools: Iterable[Pool]) -> dict[str, errors.InvalidObject]:
                 value=pool.declared_text,
             )
             continue
+        # A second default keeps working as an ordinary pool, so its range still
+        # counts for the overlap check of younger pools.
+        accepted[span.version].add((span.first, span.last, pool.name))
         if pool.is_default and default_owner:
             problems[pool.name] = errors.InvalidObject(
                 f"metadata.annotations[{annotations.DEFAULT_EIP_ANNOTATION}]",
                 f"eip/{default_owner} is already the default Eip; only one may be",
                 value="true",
             )
-            continue
-        accepted[span.version].add((span.first, span.last, pool.name))
-        if pool.is_default:
+        elif pool.is_default:
             default_owner = pool.name
     return problems
 
