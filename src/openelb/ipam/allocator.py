@@ -386,7 +386,8 @@ class Allocator:
         holders = self._holders.get(ip)
         if holders is None:
             holders = self._holders[ip] = {}
-            self._used[ip.version].add(int(ip))
+            value = int(ip)
+            self._used[ip.version].add(value)
             pool = self._pool_containing(ip)
             self._ip_pool[ip] = pool.name if pool else ""
             if pool is not None:

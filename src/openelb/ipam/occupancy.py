@@ -29,35 +29,36 @@ class Occupancy:
     def run_count(self) -> int:
         return len(self._runs)
 
-    def _run_at(self, value: int) -> tuple[int, int] | None:
+    def _before(self, value: int) -> tuple[int, int] | None:
+        """The run starting at or before `value` (it may end before `value`)."""
         index = self._runs.bisect_right(value) - 1
         if index < 0:
             return None
         start = self._starts[index]
-        end = self._runs[start]
-        return (start, end) if value <= end else None
+        return start, dict.__getitem__(self._runs, start)  # skip SortedDict's wrapper
 
     def __contains__(self, value: int) -> bool:
-        return self._run_at(value) is not None
+        run = self._before(value)
+        return run is not None and value <= run[1]
 
     def add(self, value: int) -> bool:
         """Mark `value` used; False if it already was."""
-        if value in self:
+        run = self._before(value)
+        if run is not None and value <= run[1]:
             return False
         start, end = value, value
-        left = self._run_at(value - 1)
-        if left is not None:
-            start = left[0]
-        if value + 1 in self._runs:
-            end = self._runs.pop(value + 1)
+        if run is not None and run[1] == value - 1:
+            start = run[0]  # extends the run just below
+        if dict.__contains__(self._runs, value + 1):
+            end = self._runs.pop(value + 1)  # and swallows the run just above
         self._runs[start] = end
         self._count += 1
         return True
 
     def discard(self, value: int) -> bool:
         """Mark `value` free; False if it was not used."""
-        run = self._run_at(value)
-        if run is None:
+        run = self._before(value)
+        if run is None or value > run[1]:
             return False
         start, end = run
         if start == value:
@@ -71,6 +72,6 @@ class Occupancy:
 
     def lowest_free(self, first: int, last: int) -> int | None:
         """Smallest unused integer in [first, last], or None when all are used."""
-        run = self._run_at(first)
-        candidate = first if run is None else run[1] + 1
+        run = self._before(first)
+        candidate = run[1] + 1 if run is not None and first <= run[1] else first
         return candidate if candidate <= last else None
