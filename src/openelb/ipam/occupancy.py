@@ -35,7 +35,8 @@ class Occupancy:
         if index < 0:
             return None
         start = self._starts[index]
-        return start, dict.__getitem__(self._runs, start)  # skip SortedDict's wrapper
+        end: int = dict.__getitem__(self._runs, start)  # type: ignore[index]  # skip the wrapper
+        return start, end
 
     def __contains__(self, value: int) -> bool:
         run = self._before(value)
