@@ -12,8 +12,13 @@ cd "$root"
 log() { echo "install: $*" >&2; }
 
 # iproute2: network namespaces for the e2e lab; openssl: control-plane certificates;
-# util-linux: flock for the build cache lock; procps: process checks in tests.
-debian_packages=(iproute2 openssl util-linux procps ca-certificates)
+# util-linux: flock for the build cache lock; procps: process checks in tests;
+# bird2, frr, gobgpd: the lab's real BGP routers; socat: apiserver relay into lab
+# namespaces; tcpdump, curl, arping, ping, ndisc6: what lab clients use to check.
+debian_packages=(
+    iproute2 openssl util-linux procps ca-certificates
+    bird2 frr gobgpd socat tcpdump curl iputils-arping iputils-ping ndisc6
+)
 missing=()
 for pkg in "${debian_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

@@ -8,8 +8,10 @@ withdraws everything (announcer.aclose) before the process exits (DESIGN §4).
 """
 
 import asyncio
+import base64
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from openelb import health
+from openelb.announce import layer2 as l2
 from openelb.announce.bgp import announcer
 from openelb.announce.bgp import errors as bgp_errors
+from openelb.announce.liveness import udp
 from openelb.kube import client, events, informer, resources
+from openelb.kube import errors as kube_errors
 from openelb.planner import bgp as bgp_plan
-from openelb.speaker import metrics, snapshots, status
+from openelb.planner import eligibility
+from openelb.speaker import layer2, metrics, snapshots, status
 
 __all__ = ["SpeakerSettings", "run"]
 
@@ -39,6 +45,9 @@ class SpeakerSettings:
     debounce: float = 0.05  # coalesce bursts of watch events into one plan
     health_host: str = "127.0.0.1"
     health_port: int = 8081
+    namespace: str = "openelb-system"  # where the heartbeat Secret lives
+    heartbeat_secret: str = "openelb-speaker-heartbeat"  # Secret name; key `secret`
+    heartbeat: udp.HeartbeatSettings = field(default_factory=udp.HeartbeatSettings)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
 
@@ -61,9 +70,44 @@ class Speaker:
         self.recorder = events.Recorder(kube, "openelb-speaker", settings.node)
         self.status = status.StatusWriter(kube, settings.node, self.informers["bgpconfs"],
                                           self.informers["bgppeers"])
-        self._announced: dict[str, frozenset[Any]] = {}
+        self._announced: dict[str, dict[str, frozenset[Any]]] = {"bgp": {}, "layer2": {}}
         self._plan: bgp_plan.BgpPlan | None = None
+        self.layer2: layer2.Layer2Mode | None = None
+        self._secret_checked = -1e9
+        self._owned: set[tuple[str, str]] = set()
         self.applied = asyncio.Event()
+
+    async def start_layer2(self) -> None:
+        """The ARP/NDP announcer, and heartbeats once the shared Secret can be read."""
+        announcer_l2 = l2.Layer2Announcer(on_counter=self.stats.count_layer2,
+                                          on_lost=self._dirty.set)
+        self.layer2 = layer2.Layer2Mode(self.settings.node, None, announcer_l2)
+        await self._start_heartbeats()
+
+    async def _start_heartbeats(self) -> None:
+        s = self.settings
+        if self.layer2 is None or self.layer2.heartbeats is not None or s.heartbeat.port <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._secret_checked < 10.0:
+            return
+        self._secret_checked = now
+        try:
+            raw = await self._kube.get(resources.SECRETS, s.heartbeat_secret, s.namespace)
+            secret = base64.b64decode((raw.get("data") or {}).get("secret", ""))
+        except kube_errors.KubeError as exc:
+            log.warning("heartbeat secret unavailable: layer-2 failover falls back to node "
+                        "readiness (slow) until it exists", extra={
+                            "op": "liveness", "error": str(exc)})
+            return
+        if not secret:
+            log.warning("heartbeat secret is empty", extra={"op": "liveness"})
+            return
+        beats = udp.Heartbeats(s.node, secret, s.heartbeat, on_change=self._dirty.set)
+        await beats.start()
+        self.layer2.heartbeats = beats
+        log.info("heartbeats started", extra={"op": "liveness", "node": s.node,
+                                              "port": s.heartbeat.port})
 
     def _changed(self, key: str) -> None:
         self._dirty.set()
@@ -87,9 +131,10 @@ class Speaker:
             try:
                 await self._apply()
                 self.stats.plans.labels("applied").inc()
-            except bgp_errors.BgpEngineError as exc:
-                log.warning("announcer not ready, retrying", extra={"op": "bgp",
-                                                                    "error": str(exc)})
+            except (bgp_errors.BgpEngineError, l2.Layer2Error) as exc:
+                log.warning("announcer not ready, retrying", extra={
+                    "op": "bgp" if isinstance(exc, bgp_errors.BgpEngineError) else "layer2",
+                    "error": str(exc)})
                 self.stats.plans.labels("retry").inc()
                 await asyncio.sleep(1.0)
                 self._dirty.set()
@@ -108,14 +153,32 @@ class Speaker:
         self.stats.skipped.clear()
         for why_text, count in reasons.items():
             self.stats.skipped.labels(why_text).set(count)
-        await self._post_events(plan)
+        await self._post_events("bgp", plan.announced, plan.skipped)
+        if self.layer2 is not None:
+            await self._start_heartbeats()
+            l2_plan = await self.layer2.apply(snap)
+            self._count_ownership(l2_plan.announced)
+            await self._post_events("layer2", l2_plan.announced, l2_plan.skipped)
         await self.status.write(plan, self.bgp.sessions)
 
-    async def _post_events(self, plan: bgp_plan.BgpPlan) -> None:
+    def _count_ownership(self, announced: Mapping[str, frozenset[Any]]) -> None:
+        now = {(str(ip), key) for key, ips in announced.items() for ip in ips}
+        before = self._owned
+        for ip, key in now - before:
+            self.stats.layer2_owned.labels(ip, key).set(1)
+            self.stats.layer2_ownership_changes.labels("acquired").inc()
+        for ip, key in before - now:
+            self.stats.layer2_owned.remove(ip, key)
+            self.stats.layer2_ownership_changes.labels("released").inc()
+        self._owned = now
+
+    async def _post_events(self, protocol: str, announced: Mapping[str, frozenset[Any]],
+                           skipped: Mapping[str, eligibility.Skip]) -> None:
         node = self.settings.node
-        now = dict(plan.announced)
-        for key in sorted(set(now) | set(self._announced)):
-            before, after = self._announced.get(key, frozenset()), now.get(key, frozenset())
+        now = dict(announced)
+        memory = self._announced[protocol]
+        for key in sorted(set(now) | set(memory)):
+            before, after = memory.get(key, frozenset()), now.get(key, frozenset())
             if before == after:
                 continue
             raw = self.informers["services"].get(key)
@@ -123,19 +186,22 @@ class Speaker:
             if raw is None:
                 continue  # the Service is gone: nobody to tell
             ref = events.ObjectRef.of(raw, "Service", "v1")
+            how = "over BGP" if protocol == "bgp" else "by ARP/NDP (layer-2 owner)"
             if after:
                 await self.recorder.record(ref, "Normal", ANNOUNCE,
-                                           f"announcing {ips} from node {node} over BGP",
-                                           service=key, ip=ips, node=node, protocol="bgp")
+                                           f"announcing {ips} from node {node} {how}",
+                                           service=key, ip=ips, node=node, protocol=protocol)
             else:
-                why = str(plan.skipped.get(key, "notAssigned"))
+                why = str(skipped.get(key, "notAssigned"))
                 await self.recorder.record(ref, "Normal", WITHDRAW,
                                            f"stopped announcing {ips} from node {node}: {why}",
-                                           service=key, ip=ips, node=node, protocol="bgp",
+                                           service=key, ip=ips, node=node, protocol=protocol,
                                            reason=why)
-        self._announced = now
+        self._announced[protocol] = now
 
     async def aclose(self) -> None:
+        if self.layer2 is not None:
+            await self.layer2.aclose()
         await self.bgp.aclose()
 
 
@@ -145,6 +211,7 @@ async def run(kube: client.Kube, settings: SpeakerSettings, stop: asyncio.Event)
     server = health.HealthServer(settings.registry, speaker.ready, settings.health_host,
                                  settings.health_port)
     await server.start()
+    await speaker.start_layer2()
     tasks = [asyncio.create_task(i.run(), name=f"informer-{name}")
              for name, i in speaker.informers.items()]
     main = asyncio.create_task(speaker.loop(), name="speaker-loop")

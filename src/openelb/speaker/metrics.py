@@ -2,6 +2,8 @@
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from openelb.announce import layer2 as l2
+
 __all__ = ["SpeakerMetrics"]
 
 
@@ -16,6 +18,36 @@ class SpeakerMetrics:
         self.plans = Counter(
             "openelb_speaker_plans_total", "Plans computed and applied, by result.",
             ["result"], registry=registry)
+        self.layer2_owned = Gauge(
+            "openelb_layer2_owned", "1 for each address this node answers ARP/NDP for.",
+            ["ip", "service"], registry=registry)
+        self.layer2_ownership_changes = Counter(
+            "openelb_layer2_ownership_changes_total",
+            "Addresses this node took over or gave up.", ["change"], registry=registry)
+        self.layer2_requests = Counter(
+            "openelb_layer2_requests_total", "ARP requests / Neighbor Solicitations seen.",
+            ["family"], registry=registry)
+        self.layer2_replies = Counter(
+            "openelb_layer2_replies_total", "ARP replies / Neighbor Advertisements sent.",
+            ["family"], registry=registry)
+        self.layer2_gratuitous = Counter(
+            "openelb_layer2_gratuitous_total",
+            "Gratuitous ARPs / unsolicited Neighbor Advertisements sent.", ["family"],
+            registry=registry)
+        self.layer2_drops = Counter(
+            "openelb_layer2_drops_total", "Frames not answered, by reason.",
+            ["family", "reason"], registry=registry)
         self.skipped = Gauge(
             "openelb_speaker_skipped_services", "Services this node does not announce, by why.",
             ["reason"], registry=registry)
+
+    def count_layer2(self, metric: l2.Metric, family: l2.Family, drop: l2.Drop | None) -> None:
+        """The Layer2Announcer's on_counter hook."""
+        if metric is l2.Metric.REQUESTS_RECEIVED:
+            self.layer2_requests.labels(str(family)).inc()
+        elif metric is l2.Metric.REPLIES_SENT:
+            self.layer2_replies.labels(str(family)).inc()
+        elif metric is l2.Metric.GRATUITOUS_SENT:
+            self.layer2_gratuitous.labels(str(family)).inc()
+        elif metric is l2.Metric.DROPS:
+            self.layer2_drops.labels(str(family), str(drop or "unknown")).inc()

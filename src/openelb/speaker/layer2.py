@@ -1,0 +1,87 @@
+"""Layer-2 mode inside the speaker: liveness, ownership, and the ARP/NDP announcer.
+
+speaker/ (DESIGN §2, §4). Each plan round: tell the heartbeats which nodes to reach and
+which layer-2 pools this node can serve (its interface resolves here), compute the
+owners from the live set, and hand this node's claims to the Layer2Announcer. While
+the membership is not settled (first second after start) nothing is claimed, so a
+restarting speaker never answers next to the current owner. The heartbeat secret comes
+from a Secret in the speaker's namespace; without it heartbeats are off and ownership
+falls back to node readiness from the apiserver (slow failover, logged loudly).
+"""
+
+import logging
+from collections.abc import Mapping
+
+from openelb.announce import layer2 as l2
+from openelb.announce.liveness import udp
+from openelb.api import addresses, nodes
+from openelb.ipam import pools as ipam_pools
+from openelb.planner import eligibility, ownership, snapshot
+
+__all__ = ["Layer2Mode"]
+
+log = logging.getLogger(__name__)
+
+
+class Layer2Mode:
+    def __init__(self, node: str, heartbeats: udp.Heartbeats | None,
+                 announcer: l2.Layer2Announcer) -> None:
+        self.node = node
+        self.heartbeats = heartbeats
+        self.announcer = announcer
+        self.plan = ownership.Layer2Plan()
+        self._interfaces: dict[str, str | None] = {}
+
+    def _resolve(self, pool: ipam_pools.Pool) -> str | None:
+        """The interface name this node uses for a layer-2 pool, or None."""
+        probe = addresses.parse_address(pool.declared_text).first
+        name = l2.resolve_interface(pool.interface, probe) if pool.interface else None
+        if self._interfaces.get(pool.name, "?") != name:
+            log.info("layer2 interface", extra={"op": "layer2", "eip": pool.name,
+                                               "interface": name or "", "node": self.node,
+                                               "reason": "" if name else "noInterface"})
+            self._interfaces[pool.name] = name
+        return name
+
+    async def apply(self, snap: snapshot.Snapshot) -> ownership.Layer2Plan:
+        layer2_pools = {n: p for n, p in snap.pools.items() if p.protocol == "layer2"}
+        resolved = {n: self._resolve(p) for n, p in layer2_pools.items()}
+        mine = frozenset(n for n, iface in resolved.items() if iface)
+        ready = frozenset(n for n, info in snap.nodes.items()
+                          if eligibility.node_skip(info) is None)
+        if self.heartbeats is not None:
+            self.heartbeats.pools = mine
+            self.heartbeats.set_peers(_peer_addresses(snap.nodes))
+            live = self.heartbeats.live(fallback=ready)
+            serving = {**self.heartbeats.serving(), self.node: mine}
+            settled = self.heartbeats.settled()
+        else:
+            live, serving, settled = ready | {self.node}, {self.node: mine}, True
+        plan = ownership.plan_layer2(snap, live, serving)
+        claims: set[l2.Claim] = set()
+        if settled:
+            for claim in plan.claims:
+                iface = resolved.get(claim.pool)
+                if iface:
+                    claims.add(l2.Claim(claim.ip, iface))
+        await self.announcer.set(frozenset(claims))
+        if not settled:
+            waiting = dict.fromkeys((*plan.announced, *plan.skipped),
+                                    eligibility.Skip.NOT_OWNER)
+            plan = ownership.Layer2Plan(frozenset(), plan.owners, {}, waiting)
+        self.plan = plan
+        return plan
+
+    async def aclose(self) -> None:
+        await self.announcer.aclose()
+        if self.heartbeats is not None:
+            await self.heartbeats.aclose()
+
+
+def _peer_addresses(node_map: Mapping[str, nodes.NodeInfo]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for name, info in node_map.items():
+        ip = info.internal_ip(4) or info.internal_ip(6)
+        if ip is not None:
+            found[name] = str(ip)
+    return found
