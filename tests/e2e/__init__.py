@@ -1,0 +1,1 @@
+"""End-to-end tests: openelb in network namespaces with real routers (DESIGN §5)."""

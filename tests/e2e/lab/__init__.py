@@ -1,0 +1,1 @@
+"""Tests of the namespace lab itself (openelb.testenv.netlab, routers)."""
