@@ -1,8 +1,27 @@
-"""Options shared by every test level."""
+"""Options and fixtures shared by every test level.
+
+The session's real control plane lives here so that integration and e2e tests share one
+(started only when a test asks for it). If the binaries are not built the session fails
+(never skips) and says to run hack/build-control-plane.sh. Set
+OPENELB_CONTROLPLANE_LOGS=<dir> to keep the servers' logs after the run.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import FrameType
+
 import pytest
+
+from openelb.testenv import clients, controlplane, manifests
+
+REPO = Path(__file__).resolve().parents[1]
+CRDS = REPO / "deploy" / "crds"
+RBAC = REPO / "deploy" / "rbac"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -13,3 +32,44 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.fixture
 def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
+
+
+@contextlib.contextmanager
+def _sigterm_raises_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt so fixture teardown stops the servers."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@pytest.fixture(scope="session")
+def controlplane_binaries() -> controlplane.Binaries:
+    """The pinned etcd and kube-apiserver; fails the session when they are not built."""
+    try:
+        return controlplane.Binaries.locate(REPO)
+    except controlplane.BinariesMissing as exc:
+        missing = str(exc)
+    pytest.fail(missing, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+async def control_plane(
+    controlplane_binaries: controlplane.Binaries,
+) -> AsyncIterator[controlplane.ControlPlane]:
+    """The session's control plane, with openelb's CRDs and RBAC installed."""
+    logs = os.environ.get("OPENELB_CONTROLPLANE_LOGS")
+    settings = controlplane.Settings(log_dir=Path(logs) if logs else None)
+    with _sigterm_raises_interrupt():
+        async with controlplane.ControlPlane(controlplane_binaries, settings) as cp:
+            async with clients.admin_client(cp) as api:
+                await manifests.install(api, CRDS, RBAC)
+            yield cp

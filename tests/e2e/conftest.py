@@ -31,7 +31,8 @@ from typing import Any
 import pluggy
 import pytest
 
-from openelb.testenv import netlab
+from openelb.testenv import cluster as testenv_cluster
+from openelb.testenv import controlplane, netlab
 
 FLAVOURS = ("bird", "frr", "gobgp")
 
@@ -150,3 +151,29 @@ def pytest_runtest_makereport(
             with contextlib.suppress(netlab.NetlabError):
                 report.sections.append((f"lab {built.run_id} router", built.router.log_tail()))
             report.sections.append((f"lab {built.run_id} processes", built.log_tails()[-6000:]))
+
+
+ClusterFactory = Callable[..., contextlib.AbstractAsyncContextManager[testenv_cluster.Cluster]]
+
+
+@pytest.fixture
+def cluster(lab: LabFactory, control_plane: controlplane.ControlPlane) -> ClusterFactory:
+    """A factory: `async with cluster(router="bird") as c:` -> a lab plus the real control
+    plane, the controller and one speaker per node (openelb.testenv.cluster.Cluster).
+    Keyword arguments go to the lab, except `settings` (a ClusterSettings)."""
+
+    @contextlib.asynccontextmanager
+    async def make(settings: testenv_cluster.ClusterSettings | None = None,
+                   **lab_fields: Any) -> AsyncIterator[testenv_cluster.Cluster]:
+        async with lab(**lab_fields) as net:
+            built = testenv_cluster.Cluster(control_plane, net, settings)
+            try:
+                await built.start()
+                yield built
+            except BaseException:
+                print(built.log_tails()[-20000:], file=sys.stderr)
+                raise
+            finally:
+                await built.aclose()
+
+    return make

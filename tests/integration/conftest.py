@@ -14,18 +14,15 @@ logs after the run.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from openelb.testenv import clients, controlplane, manifests
+from openelb.testenv import clients, controlplane
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "deploy" / "crds"
@@ -38,47 +35,6 @@ SPEAKER_SA = "openelb-speaker"
 CLUSTER_KINDS = (("eips", "v1alpha2"), ("bgpconfs", "v1alpha2"), ("bgppeers", "v1alpha2"))
 
 SaClientFactory = Callable[[str, str], Awaitable[k8s.ApiClient]]
-
-
-@contextlib.contextmanager
-def _sigterm_raises_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so fixture teardown stops the servers."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-@pytest.fixture(scope="session")
-def controlplane_binaries() -> controlplane.Binaries:
-    """The pinned etcd and kube-apiserver; fails the session when they are not built."""
-    try:
-        return controlplane.Binaries.locate(REPO)
-    except controlplane.BinariesMissing as exc:
-        missing = str(exc)
-    pytest.fail(missing, pytrace=False)
-
-
-@pytest.fixture(scope="session")
-async def control_plane(
-    controlplane_binaries: controlplane.Binaries,
-) -> AsyncIterator[controlplane.ControlPlane]:
-    """The session's control plane, with openelb's CRDs and RBAC installed."""
-    logs = os.environ.get("OPENELB_CONTROLPLANE_LOGS")
-    settings = controlplane.Settings(log_dir=Path(logs) if logs else None)
-    with _sigterm_raises_interrupt():
-        async with controlplane.ControlPlane(controlplane_binaries, settings) as cp:
-            async with clients.admin_client(cp) as api:
-                await manifests.install(api, CRDS, RBAC)
-            yield cp
 
 
 @pytest.fixture

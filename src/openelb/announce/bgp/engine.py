@@ -11,6 +11,7 @@ bridge connection, so the owner re-sends its full state.
 import asyncio
 import collections
 import contextlib
+import ctypes
 import json
 import logging
 import os
@@ -36,6 +37,20 @@ EXABGP_ENV = {
     "exabgp.log.destination": "stdout",
     "exabgp.log.level": "INFO",
 }
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the forked child: SIGKILL ExaBGP when the speaker dies, however it dies.
+
+    DESIGN §4 fate-sharing: a speaker killed with SIGKILL must not leave an ExaBGP behind
+    that keeps its sessions (and its routes) alive. The kernel then closes the TCP
+    sessions and routers drop this node's paths at once.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class Engine:
@@ -89,7 +104,7 @@ class Engine:
                 self._process = await asyncio.create_subprocess_exec(
                     sys.executable, "-m", "exabgp", "server", str(self.config_path),
                     stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                    env=env, start_new_session=True)
+                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
             started = asyncio.get_running_loop().time()
             code = await self._process.wait()
             if self._closing:

@@ -1,0 +1,325 @@
+"""A whole openelb cluster for e2e tests, benchmarks and the demo: the real control
+plane, the controller as a process, and one speaker per lab node namespace.
+
+Test environment (DESIGN §5). There are no kubelets: `Cluster` registers a Node object
+per lab node (Ready, InternalIPs = the node's LAN addresses) and writes EndpointSlices
+itself (`set_endpoints`). Every daemon runs under its own ServiceAccount token; speakers
+reach the apiserver through the lab's relay. Objects are created with server-side apply
+as the admin. `aclose()` stops the daemons (SIGTERM) and deletes the Nodes it made.
+"""
+
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import secrets
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client as k8s
+
+from openelb.testenv import clients, components, controlplane, manifests, netlab
+
+__all__ = ["Cluster", "ClusterSettings"]
+
+REPO = Path(__file__).resolve().parents[3]
+GROUP = "network.kubesphere.io/v1alpha2"
+SYSTEM = "openelb-system"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    heartbeat_timeout: float = 1.0  # speakers: silent this long -> dead
+    heartbeat_interval: float = 0.25
+    controller_args: tuple[str, ...] = ()
+    speaker_args: tuple[str, ...] = ()
+    log_level: str = "info"
+
+
+class Cluster:
+    def __init__(self, cp: controlplane.ControlPlane, lab: netlab.Lab,
+                 settings: ClusterSettings | None = None) -> None:
+        self.cp = cp
+        self.lab = lab
+        self.settings = settings or ClusterSettings()
+        self.workdir = lab.workdir / "cluster"
+        self.admin: k8s.ApiClient | None = None
+        self.controller: components.Component | None = None
+        self.speakers: dict[str, netlab.LabProcess] = {}
+        self._speaker_kubeconfig: dict[str, Path] = {}
+        self._nodes: list[str] = []
+        self._namespaces: set[str] = set()
+
+    @property
+    def api(self) -> k8s.ApiClient:
+        assert self.admin is not None, "Cluster not started"
+        return self.admin
+
+    async def __aenter__(self) -> "Cluster":
+        try:
+            await self.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.admin = clients.admin_client(self.cp)
+        await manifests.install(self.api, REPO / "deploy" / "crds", REPO / "deploy" / "rbac")
+        await self._heartbeat_secret()
+        for host in self.lab.nodes:
+            await self.register_node(host)
+        await self.start_controller()
+        for host in self.lab.nodes:
+            await self.start_speaker(host.name)
+
+    async def _heartbeat_secret(self) -> None:
+        core = k8s.CoreV1Api(self.api)
+        try:
+            await core.read_namespaced_secret("openelb-speaker-heartbeat", SYSTEM)
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
+            await self.apply({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "openelb-speaker-heartbeat", "namespace": SYSTEM},
+                "data": {"secret": base64.b64encode(secrets.token_bytes(32)).decode()}})
+
+    async def register_node(self, host: netlab.Host, *, ready: bool = True,
+                            labels: Mapping[str, str] | None = None) -> None:
+        meta = {"name": host.name,
+                "labels": {"kubernetes.io/hostname": host.name, **(labels or {})}}
+        await self.apply({"apiVersion": "v1", "kind": "Node", "metadata": meta})
+        if host.name not in self._nodes:
+            self._nodes.append(host.name)
+        await self.set_node_ready(host.name, ready, host=host)
+
+    async def set_node_ready(self, name: str, ready: bool, *,
+                             host: netlab.Host | None = None) -> None:
+        host = host or self.lab.node(name)
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        condition = {"type": "Ready", "status": "True" if ready else "False",
+                     "reason": "OpenelbTestenv", "message": "set by the test environment",
+                     "lastHeartbeatTime": now, "lastTransitionTime": now}
+        addresses = [{"type": "InternalIP", "address": str(ip)} for ip in host.addresses]
+        await k8s.CoreV1Api(self.api).patch_node_status(
+            name, {"status": {"conditions": [condition], "addresses": addresses}})
+
+    async def _token_kubeconfig(self, sa: str, path: Path) -> Path:
+        return await components.token_kubeconfig(self.cp, self.api, SYSTEM, sa, path)
+
+    async def start_controller(self, *extra: str, identity: str = "controller-1"
+                               ) -> components.Component:
+        kubeconfig = await self._token_kubeconfig("openelb-controller",
+                                                  self.workdir / "controller.kubeconfig")
+        port = components.free_port()
+        process = components.Component(identity, [
+            "controller", "--kubeconfig", str(kubeconfig), "--identity", identity,
+            "--health-addr", f"127.0.0.1:{port}", "--log-level", self.settings.log_level,
+            *self.settings.controller_args, *extra,
+        ], self.workdir / f"{identity}.log")
+        await process.start()
+        self.controller = process
+        return process
+
+    async def start_speaker(self, node: str, *extra: str) -> netlab.LabProcess:
+        host = self.lab.node(node)
+        if node not in self._speaker_kubeconfig:
+            plain = await self._token_kubeconfig("openelb-speaker",
+                                                 self.workdir / f"speaker-{node}.kubeconfig")
+            self._speaker_kubeconfig[node] = await self.lab.node_kubeconfig(host, plain)
+        s = self.settings
+        process = await host.spawn([
+            sys.executable, "-m", "openelb", "speaker",
+            "--kubeconfig", str(self._speaker_kubeconfig[node]), "--node", node,
+            "--workdir", str(host.workdir / "speaker"), "--health-addr", "127.0.0.1:18081",
+            "--heartbeat-timeout", str(s.heartbeat_timeout),
+            "--heartbeat-interval", str(s.heartbeat_interval),
+            "--log-level", s.log_level, *s.speaker_args, *extra,
+        ], host.workdir / "speaker.log", name=f"speaker-{node}")
+        self.speakers[node] = process
+        return process
+
+    async def restart_speaker(self, node: str) -> netlab.LabProcess:
+        old = self.speakers.get(node)
+        if old is not None:
+            await old.stop()
+        return await self.start_speaker(node)
+
+    # ---- objects -----------------------------------------------------------------------
+
+    async def apply(self, *objects: dict[str, Any]) -> list[dict[str, Any]]:
+        return await manifests.apply(self.api, objects)
+
+    async def eip(self, name: str, address: str, *, protocol: str = "bgp",
+                  interface: str = "", annotations: Mapping[str, str] | None = None,
+                  **spec: Any) -> None:
+        body: dict[str, Any] = {"address": address, "protocol": protocol, **spec}
+        if interface:
+            body["interface"] = interface
+        await self.apply({"apiVersion": GROUP, "kind": "Eip",
+                          "metadata": {"name": name, "annotations": dict(annotations or {})},
+                          "spec": body})
+
+    async def bgp(self, *, asn: int = 64512, router_asn: int = 64513, hold_time: int = 9,
+                  peers: Iterable[str] | None = None, password: str = "",
+                  name_prefix: str = "router", **peer_spec: Any) -> None:
+        """BgpConf `default` and one BgpPeer per router address (default: the lab router)."""
+        await self.apply({"apiVersion": GROUP, "kind": "BgpConf",
+                          "metadata": {"name": "default"}, "spec": {"as": asn}})
+        router = self.lab.router_host
+        addresses = list(peers) if peers is not None else [str(router.ipv4)]
+        for index, address in enumerate(addresses):
+            conf: dict[str, Any] = {"peerAs": router_asn, "neighborAddress": address}
+            if password:
+                conf["authPassword"] = password
+            family = "AFI_IP6" if ":" in address else "AFI_IP"
+            await self.apply({"apiVersion": GROUP, "kind": "BgpPeer",
+                              "metadata": {"name": f"{name_prefix}-{index}"},
+                              "spec": {"conf": conf,
+                                       "timers": {"config": {"holdTime": hold_time}},
+                                       "afiSafis": [{"config": {"family": {
+                                           "afi": family, "safi": "SAFI_UNICAST"},
+                                           "enabled": True}}],
+                                       **peer_spec}})
+
+    async def service(self, namespace: str, name: str, *, pool: str | None = None,
+                      ip: str | None = None, local: bool = False,
+                      ports: Sequence[int] = (80,), families: Sequence[str] = ("IPv4",),
+                      annotations: Mapping[str, str] | None = None) -> None:
+        notes = {"lb.kubesphere.io/v1alpha1": "openelb", **(annotations or {})}
+        if pool:
+            notes["eip.openelb.kubesphere.io/v1alpha2"] = pool
+        if ip:
+            notes["eip.openelb.kubesphere.io/v1alpha1"] = ip
+        await self.ensure_namespace(namespace)
+        await self.apply({"apiVersion": "v1", "kind": "Service",
+                          "metadata": {"name": name, "namespace": namespace,
+                                       "annotations": notes},
+                          "spec": {"type": "LoadBalancer",
+                                   "externalTrafficPolicy": "Local" if local else "Cluster",
+                                   "selector": {"app": name},
+                                   "ipFamilies": list(families),
+                                   "ipFamilyPolicy": "SingleStack" if len(families) == 1
+                                   else "RequireDualStack",
+                                   "ports": [{"name": f"p{p}", "port": p, "protocol": "TCP"}
+                                             for p in ports]}})
+
+    async def ensure_namespace(self, namespace: str) -> None:
+        await self.apply({"apiVersion": "v1", "kind": "Namespace",
+                          "metadata": {"name": namespace}})
+        self._namespaces.add(namespace)
+
+    async def delete_service(self, namespace: str, name: str) -> None:
+        await k8s.CoreV1Api(self.api).delete_namespaced_service(name, namespace)
+
+    async def wait_for_ips(self, namespace: str, name: str, timeout: float = 60.0
+                           ) -> list[str]:
+        core = k8s.CoreV1Api(self.api)
+        deadline = time.monotonic() + timeout
+        while True:
+            svc = await core.read_namespaced_service(name, namespace)
+            ingress = (svc.status.load_balancer.ingress or []) if svc.status else []
+            ips = [i.ip for i in ingress if i.ip]
+            if ips:
+                return ips
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{namespace}/{name} got no address in {timeout}s")
+            await asyncio.sleep(0.1)
+
+    async def set_endpoints(self, namespace: str, service: str, nodes: Iterable[str]) -> None:
+        """One ready endpoint per node in `nodes` (stands in for Pods and the kubelet)."""
+        endpoints = [{"addresses": [f"10.244.{i}.10"], "nodeName": node,
+                      "conditions": {"ready": True}}
+                     for i, node in enumerate(sorted(nodes))]
+        await self.apply({"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                          "metadata": {"name": f"{service}-openelb-test",
+                                       "namespace": namespace,
+                                       "labels": {"kubernetes.io/service-name": service}},
+                          "addressType": "IPv4", "endpoints": endpoints,
+                          "ports": [{"name": "p80", "port": 80, "protocol": "TCP"}]})
+
+    async def events(self, namespace: str, reason: str | None = None) -> list[str]:
+        listed = await k8s.CoreV1Api(self.api).list_namespaced_event(namespace)
+        return [f"{e.reason}: {e.message}" for e in listed.items
+                if reason is None or e.reason == reason]
+
+    # ---- teardown ----------------------------------------------------------------------
+
+    async def wipe_openelb_objects(self) -> None:
+        """Delete every Eip, BgpConf and BgpPeer (finalizers stripped): cluster-scoped
+        objects would otherwise leak into the next test on a shared control plane."""
+        custom = k8s.CustomObjectsApi(self.api)
+        group, version = "network.kubesphere.io", "v1alpha2"
+        for plural in ("eips", "bgpconfs", "bgppeers"):
+            listing = await custom.list_cluster_custom_object(group, version, plural)
+            for item in listing["items"]:
+                name = item["metadata"]["name"]
+                if item["metadata"].get("finalizers"):
+                    await custom.patch_cluster_custom_object(
+                        group, version, plural, name, {"metadata": {"finalizers": None}},
+                        _content_type="application/merge-patch+json")  # type: ignore[call-arg]
+                with contextlib.suppress(k8s.ApiException):
+                    await custom.delete_cluster_custom_object(group, version, plural, name)
+            deadline = time.monotonic() + 30
+            while (await custom.list_cluster_custom_object(group, version, plural))["items"]:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{plural} still present after cleanup")
+                await asyncio.sleep(0.1)
+
+    async def _delete_services(self, timeout: float = 30.0) -> None:
+        """Delete the Services of this cluster's namespaces while the controller still
+        runs (it removes its finalizer), so no address leaks into the next cluster on a
+        shared control plane; whatever is left after `timeout` is forced."""
+        core = k8s.CoreV1Api(self.api)
+        for namespace in self._namespaces:
+            listed = await core.list_namespaced_service(namespace)
+            for svc in listed.items:
+                with contextlib.suppress(k8s.ApiException):
+                    await core.delete_namespaced_service(svc.metadata.name, namespace)
+        deadline = time.monotonic() + timeout
+        for namespace in self._namespaces:
+            while True:
+                left = (await core.list_namespaced_service(namespace)).items
+                if not left:
+                    break
+                if time.monotonic() > deadline:
+                    for svc in left:
+                        with contextlib.suppress(k8s.ApiException):
+                            await core.patch_namespaced_service(
+                                svc.metadata.name, namespace, {"metadata": {"finalizers": None}},
+                                _content_type="application/merge-patch+json")  # type: ignore[call-arg]
+                    break
+                await asyncio.sleep(0.2)
+
+    async def aclose(self) -> None:
+        """Services first (while the controller runs), then daemons, then cluster-scoped
+        objects and Nodes."""
+        if self.admin is not None and self.controller is not None and self.controller.running:
+            with contextlib.suppress(Exception):
+                await self._delete_services()
+        for process in self.speakers.values():
+            await process.stop()
+        if self.controller is not None:
+            await self.controller.stop()
+        if self.admin is not None:
+            await self.wipe_openelb_objects()
+            core = k8s.CoreV1Api(self.admin)
+            for node in self._nodes:
+                with contextlib.suppress(k8s.ApiException):
+                    await core.delete_node(node)
+            await self.admin.close()
+            self.admin = None
+
+    def log_tails(self) -> str:
+        parts = [self.lab.log_tails()]
+        if self.controller is not None:
+            parts.append(f"--- controller\n{self.controller.log_text()[-4000:]}")
+        return "\n".join(parts)
