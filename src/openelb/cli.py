@@ -124,17 +124,30 @@ def controller(kubeconfig: str | None, namespace: str, lease_name: str, identity
 @click.option("--workdir", default="/var/run/openelb", show_default=True,
               type=click.Path(path_type=Path), help="ExaBGP config and sockets.")
 @click.option("--health-addr", default="0.0.0.0:8081", show_default=True)
+@click.option("--namespace", envvar="POD_NAMESPACE", default="openelb-system",
+              show_default=True, help="Namespace of the heartbeat Secret.")
+@click.option("--heartbeat-secret", default="openelb-speaker-heartbeat", show_default=True,
+              help="Secret (key `secret`) that authenticates layer-2 heartbeats.")
+@click.option("--heartbeat-port", default=7473, show_default=True,
+              help="UDP port of layer-2 heartbeats between speakers (0: off).")
+@click.option("--heartbeat-interval", default=0.25, show_default=True)
+@click.option("--heartbeat-timeout", default=1.0, show_default=True,
+              help="A speaker silent this long is dead (layer-2 failover).")
 @click.option("--log-level", default="info", show_default=True)
 def speaker(kubeconfig: str | None, node: str, lb_class: str | None, workdir: Path,
-            health_addr: str, log_level: str) -> None:
-    """Announce this node's share of the LoadBalancer addresses (BGP)."""
+            health_addr: str, namespace: str, heartbeat_secret: str, heartbeat_port: int,
+            heartbeat_interval: float, heartbeat_timeout: float, log_level: str) -> None:
+    """Announce this node's share of the LoadBalancer addresses (BGP, layer 2)."""
+    from openelb.announce.liveness import udp
     from openelb.kube import client
     from openelb.speaker import manager
 
     logfmt.setup(log_level)
     host, port = _host_port(health_addr)
-    settings = manager.SpeakerSettings(node=node, workdir=workdir, lb_class=lb_class,
-                                       health_host=host, health_port=port)
+    settings = manager.SpeakerSettings(
+        node=node, workdir=workdir, lb_class=lb_class, health_host=host, health_port=port,
+        namespace=namespace, heartbeat_secret=heartbeat_secret,
+        heartbeat=udp.HeartbeatSettings(heartbeat_port, heartbeat_interval, heartbeat_timeout))
 
     async def main_loop() -> int:
         stop = asyncio.Event()
@@ -148,3 +161,26 @@ def speaker(kubeconfig: str | None, node: str, lb_class: str | None, workdir: Pa
             await kube.aclose()
 
     raise SystemExit(asyncio.run(main_loop()))
+
+
+@main.command()
+@click.option("--keep", is_flag=True, help="Leave the lab running (until Ctrl-C) to explore.")
+@click.option("--teardown", is_flag=True, help="Only remove what a killed demo left behind.")
+@click.option("--summary-json", type=click.Path(path_type=Path), default=None,
+              help="Also write the summary as JSON to this file.")
+def demo(keep: bool, teardown: bool, summary_json: Path | None) -> None:
+    """Run openelb end to end on this machine (root): a real apiserver, a BIRD router,
+    three nodes in network namespaces; BGP and layer-2 Services; a node failure."""
+    from openelb.testenv import demo as demo_run
+
+    if os.geteuid() != 0:
+        raise click.ClickException(
+            "the demo needs root: it creates network namespaces (run it with sudo)")
+    if teardown:
+        removed = demo_run.teardown()
+        click.echo(f"removed: {' '.join(removed) or 'nothing'}")
+        return
+    result = asyncio.run(demo_run.run(click.echo, keep=keep, summary_path=summary_json))
+    ok = (len(result.ecmp_next_hops) >= 2 and result.lan_failover_s is not None
+          and result.bgp_failover_s is not None)
+    raise SystemExit(0 if ok else 1)

@@ -76,9 +76,10 @@ class Cluster:
         await self._heartbeat_secret()
         for host in self.lab.nodes:
             await self.register_node(host)
-        await self.start_controller()
+        controller = await self.start_controller()
         for host in self.lab.nodes:
             await self.start_speaker(host.name)
+        await controller.wait_for_log("replayed existing assignments", timeout=60)
 
     async def _heartbeat_secret(self) -> None:
         core = k8s.CoreV1Api(self.api)
