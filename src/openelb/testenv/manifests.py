@@ -130,8 +130,12 @@ async def apply(
     objects: Iterable[dict[str, Any]],
     *,
     field_manager: str = FIELD_MANAGER,
+    dry_run: bool = False,
 ) -> list[dict[str, Any]]:
-    """Server-side apply each object in order (forcing conflicts); return what was stored."""
+    """Server-side apply each object in order (forcing conflicts); return what was stored.
+
+    With `dry_run` the apiserver validates and admits each object fully (schema,
+    defaulting, admission) but stores nothing: how deploy/ is proven valid."""
     resources: dict[tuple[str, str], Resource] = {}
     applied: list[dict[str, Any]] = []
     for obj in objects:
@@ -143,7 +147,8 @@ async def apply(
         stored: dict[str, Any] = await api.call_api(
             path,
             "PATCH",
-            query_params=[("fieldManager", field_manager), ("force", "true")],
+            query_params=[("fieldManager", field_manager), ("force", "true"),
+                          *([("dryRun", "All")] if dry_run else [])],
             header_params={
                 "Accept": "application/json",
                 "Content-Type": "application/apply-patch+yaml",
