@@ -3,10 +3,14 @@
 speaker/ (DESIGN §2, §4). Each plan round: tell the heartbeats which nodes to reach and
 which layer-2 pools this node can serve (its interface resolves here), compute the
 owners from the live set, and hand this node's claims to the Layer2Announcer. While
-the membership is not settled (first second after start) nothing is claimed, so a
-restarting speaker never answers next to the current owner. The heartbeat secret comes
+the membership is not settled (one heartbeat timeout from the first heartbeat sent to
+the peers) nothing is claimed, so a restarting speaker never answers next to the
+current owner: by then the owner has heard it and let go. The heartbeat secret comes
 from a Secret in the speaker's namespace; without it heartbeats are off and ownership
-falls back to node readiness from the apiserver (slow failover, logged loudly).
+falls back to node readiness from the apiserver (slow failover, logged loudly). When
+a peer that could not hear this node comes back without having restarted (a cut link),
+the addresses this node kept are announced again: the peer may have taken them and
+moved the LAN meanwhile.
 """
 
 import logging
@@ -31,6 +35,7 @@ class Layer2Mode:
         self.announcer = announcer
         self.plan = ownership.Layer2Plan()
         self._interfaces: dict[str, str | None] = {}
+        self._rejoins = 0  # heartbeats.rejoins as last acted on
 
     def _resolve(self, pool: ipam_pools.Pool) -> str | None:
         """The interface name this node uses for a layer-2 pool, or None."""
@@ -64,7 +69,14 @@ class Layer2Mode:
                 iface = resolved.get(claim.pool)
                 if iface:
                     claims.add(l2.Claim(claim.ip, iface))
+        kept = self.announcer.claims & claims
         await self.announcer.set(frozenset(claims))
+        rejoins = self.heartbeats.rejoins if self.heartbeats is not None else 0
+        if rejoins != self._rejoins:
+            # A peer that could not hear us came back: it may have answered for our
+            # addresses meanwhile, so announce them again (membership: Rejoin).
+            self._rejoins = rejoins
+            self.announcer.reannounce(kept)
         if not settled:
             waiting = dict.fromkeys((*plan.announced, *plan.skipped),
                                     eligibility.Skip.NOT_OWNER)

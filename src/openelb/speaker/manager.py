@@ -140,26 +140,41 @@ class Speaker:
                 self._dirty.set()
 
     async def _apply(self) -> None:
+        """One plan round. Layer 2 goes first (its failover is the time-critical one) and
+        neither mode waits for the other: a failing ExaBGP never holds up ARP/NDP claims,
+        and a failing raw socket never holds up BGP. The first failure is re-raised at
+        the end so the loop retries the round."""
         snap = self.snapshots.build()
-        plan = bgp_plan.plan_bgp(snap)
-        await self.bgp.set(plan)
-        self._plan = plan
-        self.applied.set()
-        prefixes = {r.prefix for routes in plan.routes.values() for r in routes}
-        self.stats.announced_prefixes.set(len(prefixes))
-        reasons: dict[str, int] = {}
-        for why in plan.skipped.values():
-            reasons[str(why)] = reasons.get(str(why), 0) + 1
-        self.stats.skipped.clear()
-        for why_text, count in reasons.items():
-            self.stats.skipped.labels(why_text).set(count)
-        await self._post_events("bgp", plan.announced, plan.skipped)
+        failure: Exception | None = None
         if self.layer2 is not None:
             await self._start_heartbeats()
-            l2_plan = await self.layer2.apply(snap)
-            self._count_ownership(l2_plan.announced)
-            await self._post_events("layer2", l2_plan.announced, l2_plan.skipped)
-        await self.status.write(plan, self.bgp.sessions)
+            try:
+                l2_plan = await self.layer2.apply(snap)
+            except l2.Layer2Error as exc:
+                failure = exc
+            else:
+                self._count_ownership(l2_plan.announced)
+                await self._post_events("layer2", l2_plan.announced, l2_plan.skipped)
+        plan = bgp_plan.plan_bgp(snap)
+        try:
+            await self.bgp.set(plan)
+        except bgp_errors.BgpEngineError as exc:
+            failure = failure or exc
+        else:
+            self._plan = plan
+            prefixes = {r.prefix for routes in plan.routes.values() for r in routes}
+            self.stats.announced_prefixes.set(len(prefixes))
+            reasons: dict[str, int] = {}
+            for why in plan.skipped.values():
+                reasons[str(why)] = reasons.get(str(why), 0) + 1
+            self.stats.skipped.clear()
+            for why_text, count in reasons.items():
+                self.stats.skipped.labels(why_text).set(count)
+            await self._post_events("bgp", plan.announced, plan.skipped)
+            await self.status.write(plan, self.bgp.sessions)
+        if failure is not None:
+            raise failure
+        self.applied.set()
 
     def _count_ownership(self, announced: Mapping[str, frozenset[Any]]) -> None:
         now = {(str(ip), key) for key, ips in announced.items() for ip in ips}

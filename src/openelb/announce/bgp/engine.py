@@ -6,6 +6,12 @@ bridge.py, which connects to it. Every command is awaited until ExaBGP answers `
 output; JSON lines are events, handed to `on_event`. If ExaBGP exits, it is started
 again with the last configuration (capped backoff) and `on_connect` runs on every new
 bridge connection, so the owner re-sends its full state.
+
+A `reload` is confirmed from ExaBGP's own log (its output passes through the engine on
+its way to exabgp.log): ExaBGP answers `done` before it reloads, and silently drops the
+reload while any neighbour still has routes queued to send (exabgp 5.0.15,
+reactor/loop.py: `_pending_adjribout`), so the engine asks again until the log says the
+new configuration is loaded, and raises when ExaBGP says it cannot load it.
 """
 
 import asyncio
@@ -40,6 +46,9 @@ EXABGP_ENV = {
 
 
 _PR_SET_PDEATHSIG = 1
+# What ExaBGP 5.0 logs (INFO, category `reactor` / `configuration`) after a reload.
+_RELOADED = "loaded new configuration successfully"
+_RELOAD_FAILED = "could not load/reload configuration"
 
 
 def _die_with_parent() -> None:
@@ -75,6 +84,9 @@ class Engine:
         self._supervisor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._reloads = 0  # reloads ExaBGP reported done, per its log
+        self._reload_errors: list[str] = []  # why ExaBGP refused a configuration
+        self._reload_seen = asyncio.Event()
         self.restarts = 0
 
     @property
@@ -100,12 +112,14 @@ class Engine:
         backoff = 0.5
         while not self._closing:
             env = {**os.environ, **EXABGP_ENV}
-            with self.log_path.open("ab") as log_file:
-                self._process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "exabgp", "server", str(self.config_path),
-                    stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
-                    env=env, start_new_session=True, preexec_fn=_die_with_parent)
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "exabgp", "server", str(self.config_path),
+                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
+                preexec_fn=_die_with_parent)
             started = asyncio.get_running_loop().time()
+            assert self._process.stdout is not None
+            await self._copy_log(self._process.stdout)  # until ExaBGP closes its output
             code = await self._process.wait()
             if self._closing:
                 return
@@ -118,6 +132,24 @@ class Engine:
                 backoff = 0.5
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 10.0)
+
+    async def _copy_log(self, output: asyncio.StreamReader) -> None:
+        """Append ExaBGP's output to exabgp.log, noting the outcome of each reload."""
+        failed = False
+        with self.log_path.open("ab") as log_file:
+            while line := await output.readline():
+                log_file.write(line)
+                log_file.flush()
+                text = line.decode(errors="replace")
+                if failed:  # the line after the failure says why
+                    self._reload_errors.append(text.split(None, 1)[-1].strip())
+                    self._reload_seen.set()
+                    failed = False
+                elif _RELOADED in text:
+                    self._reloads += 1
+                    self._reload_seen.set()
+                elif _RELOAD_FAILED in text:
+                    failed = True
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._writer is not None:
@@ -183,13 +215,35 @@ class Engine:
         except TimeoutError:
             raise errors.BgpEngineError("exabgp did not answer", line) from None
 
-    async def reload(self, config_text: str) -> None:
-        """Apply a new configuration; unchanged neighbours keep their sessions."""
+    async def reload(self, config_text: str, *, timeout: float = 10.0,
+                     retry_after: float = 0.2) -> None:
+        """Apply a new configuration; unchanged neighbours keep their sessions.
+
+        Returns once ExaBGP has loaded it; asks again every `retry_after` seconds while
+        ExaBGP drops the request (routes still queued for a neighbour, see the module
+        docstring). BgpEngineError when ExaBGP refuses the file or never reloads.
+        """
         self.config_path.write_text(config_text)
-        await self.command("reload")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        done, refused = self._reloads, len(self._reload_errors)
+        while True:
+            self._reload_seen.clear()
+            await self.command("reload")
+            wait = min(retry_after, max(0.0, deadline - loop.time()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload_seen.wait(), wait)
+            if len(self._reload_errors) > refused:
+                raise errors.BgpEngineError("exabgp refused the configuration",
+                                            self._reload_errors[-1])
+            if self._reloads > done:
+                return
+            if loop.time() >= deadline:
+                raise errors.BgpEngineError("exabgp did not reload",
+                                            f"no confirmation in {timeout:g}s")
 
     async def stop(self, grace: float = 5.0) -> None:
-        """Ask ExaBGP to shut down (NOTIFICATION to peers), then make sure it is gone."""
+        """Ask ExaBGP to shut down (it closes every session), then make sure it is gone."""
         self._closing = True
         process = self._process
         if process is not None and process.returncode is None:

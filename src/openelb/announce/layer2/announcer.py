@@ -10,7 +10,8 @@ serves, and within that one call, without yielding to the loop:
 - opens one raw socket per (interface, family) in use, through `rawsocket`, and joins
   the solicited-node groups of the claimed IPv6 addresses;
 - sends the gratuitous ARP / unsolicited NA of each new claim, then repeats it
-  `garp_repeats` times every `garp_interval` seconds from a task it owns;
+  `garp_repeats` times every `garp_interval` seconds from a task it owns
+  (`reannounce` does the same again for claims already in effect);
 - closes the sockets nothing is claimed on any more.
 
 Every received frame goes through frames.decide; the Reply is sent and the Drop is
@@ -213,12 +214,7 @@ class Layer2Announcer:
                 return f"cannot join solicited-node group: {exc}"
         self._claims.add(claim)
         log.info("layer2 claim", extra=_fields(claim, mac=ethernet.format_mac(interface.mac)))
-        self._announce(claim)
-        if self._garp_repeats:
-            task = asyncio.create_task(self._repeat(claim), name=f"layer2-garp-{claim.ip}")
-            self._repeats[claim] = task
-            self._tasks.add(task)
-            task.add_done_callback(lambda done: self._repeat_done(claim, done))
+        self._announce_and_repeat(claim)
         return None
 
     def _release(self, claim: Claim, reason: str) -> None:
@@ -253,6 +249,28 @@ class Layer2Announcer:
                     self._join_groups(interface)
 
     # -- gratuitous announcements ------------------------------------------------------
+
+    def reannounce(self, claims: frozenset[Claim]) -> None:
+        """Announce those of `claims` in effect again, now and `garp_repeats` more times.
+
+        For a node that kept its claims while others could not hear it (a cut link):
+        another node took its addresses meanwhile and moved the LAN's neighbour entries
+        away, and nothing else would move them back. Pending repeats start over.
+        """
+        for claim in sorted(claims & self._claims, key=_order):
+            pending = self._repeats.pop(claim, None)
+            if pending is not None:
+                pending.cancel()
+            log.info("layer2 reannounce", extra=_fields(claim))
+            self._announce_and_repeat(claim)
+
+    def _announce_and_repeat(self, claim: Claim) -> None:
+        self._announce(claim)
+        if self._garp_repeats:
+            task = asyncio.create_task(self._repeat(claim), name=f"layer2-garp-{claim.ip}")
+            self._repeats[claim] = task
+            self._tasks.add(task)
+            task.add_done_callback(lambda done: self._repeat_done(claim, done))
 
     def _announce(self, claim: Claim) -> None:
         interface = self._interfaces[claim.interface]

@@ -14,6 +14,11 @@ heartbeat is younger than `timeout` (monotonic clock). Rules for the edges:
   LAN (e.g. a firewall change), each side takes over the other's addresses and two
   nodes may answer ARP for one address until heartbeats return. Keep the heartbeat
   port open between nodes.
+* Rejoin: a peer heard again with the same boot id after it was dead kept running
+  while we could not hear it (a cut link, lost heartbeats) and may have taken our
+  addresses meanwhile, and the LAN may still point at it. `rejoins` counts such
+  returns, so the speaker can announce what it owns once more. A peer that comes back
+  with a new boot id restarted: it claimed nothing while down, nothing to correct.
 """
 
 from collections.abc import Iterable
@@ -40,6 +45,7 @@ class Membership:
     max_skew: float = 30.0  # accepted wall-clock difference, for replay safety
     _peers: dict[str, _Peer] = field(default_factory=dict)
     _heard_anyone: bool = False
+    rejoins: int = 0  # returns of a peer that was dead but did not restart (see Rejoin)
 
     def accept(self, beat: codec.Heartbeat, now: float, wall: float
                ) -> codec.Refused | None:
@@ -53,12 +59,19 @@ class Membership:
             return codec.Refused.REPLAYED
         # A new boot id (the peer restarted) starts a new sequence; the wall-clock window
         # above keeps an old boot's captured packets from being replayed for long.
+        if known is not None and known.boot == beat.boot and now - known.heard_at > self.timeout:
+            self.rejoins += 1
         self._peers[beat.node] = _Peer(beat.boot, beat.seq, now, beat.pools)
         self._heard_anyone = True
         return None
 
     def settled(self, now: float) -> bool:
         return now - self.started_at >= self.timeout
+
+    def heard(self, node: str, now: float) -> bool:
+        """Whether `node`'s heartbeats count it alive now (O(1), for every packet)."""
+        peer = self._peers.get(node)
+        return peer is not None and now - peer.heard_at <= self.timeout
 
     def live(self, now: float, fallback: Iterable[str] = ()) -> frozenset[str]:
         """Alive nodes, this one included."""

@@ -1,0 +1,256 @@
+"""Layer-2 mode end to end: one node answers ARP/NDP for each address, and the next
+one takes over at once when it dies (DESIGN §4, issue 6, docs/layer2.md).
+
+Each story runs the real apiserver, the controller and one `openelb speaker` per node
+namespace, in a lab whose router only forwards (no BGP). Service addresses come from
+the LAN itself; every node carries them on lo with arp_ignore=1 (as kube-proxy leaves
+them), so only the speaker that owns an address answers for it. The LAN client checks
+what a user would: its neighbour entry, which node answers HTTP, and tcpdump.
+
+Takeover times are recorded as test properties (printed at the end of the run), never
+asserted; waits poll with generous timeouts. The owner is always the one the
+documented rule names (highest sha256("<node>#<ip>") among the live eligible nodes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from openelb.testenv import cluster as testenv_cluster
+from tests.e2e.conftest import ClusterFactory
+from tests.e2e.layer2 import lan
+
+pytestmark = pytest.mark.root
+
+NODES = ("node-a", "node-b", "node-c")
+POOL_V4 = "192.0.2.200-192.0.2.220"
+POOL_V6 = "2001:db8:1::200-2001:db8:1::220"
+REACH_V4 = "can_reach:192.0.2.1"  # the router: resolves to each node's eth0
+REACH_V6 = "can_reach:2001:db8:1::1"
+STABLE_S = 3.0  # how long a settled owner is watched for flapping
+
+RecordProperty = Callable[[str, object], None]
+
+
+def _namespace() -> str:
+    return f"e2e-{uuid.uuid4().hex[:6]}"
+
+
+async def _web(c: testenv_cluster.Cluster, ns: str, name: str = "web", *, v6: bool = False,
+               local: bool = False) -> str:
+    """A layer-2 pool in the LAN and one Service from it, served on every node."""
+    pool = "lan6" if v6 else "lan"
+    await c.eip(pool, POOL_V6 if v6 else POOL_V4, protocol="layer2",
+                interface=REACH_V6 if v6 else REACH_V4)
+    await c.service(ns, name, pool=pool, local=local, families=("IPv6",) if v6 else ("IPv4",))
+    (vip,) = await c.wait_for_ips(ns, name)
+    await lan.serve(c, vip)
+    return vip
+
+
+def _record(record_property: RecordProperty, prefix: str, failover: lan.Failover) -> None:
+    for key, value in failover.properties(prefix):
+        record_property(key, value)
+    print(f"{prefix}: {failover}")
+
+
+async def test_the_owner_alone_answers_and_the_lan_client_reaches_it(
+        cluster: ClusterFactory) -> None:
+    """The LAN client resolves the Service IP to the owner's MAC and HTTP works; five
+    fresh resolutions are answered by that one MAC only; the AnnounceIP Event and the
+    owner's metric name the same node."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        vip = await _web(c, ns)
+        owner = lan.expected_owner(vip, NODES)
+        await lan.wait_for_owner(c, vip, owner)
+        await lan.wait_for_client(c, vip, owner)
+
+        client = c.lab.lan_client
+        capture = await client.start_capture("arp")
+        for _ in range(5):
+            await client.flush_neighbors()
+            assert (await c.lab.http_get(client, vip)).strip() == owner
+        macs, replies = lan.answering_macs(await lan.finish(capture), vip)
+        assert macs == {c.lab.node(owner).mac}
+        assert replies >= 5
+
+        assert await lan.speaker_owners(c, vip) == {owner}
+        assert (await lan.announce_events(c, ns, vip)).get(owner, 0) >= 1
+
+
+async def test_a_killed_owner_fails_over_and_takes_the_address_back_once(
+        cluster: ClusterFactory, record_property: RecordProperty) -> None:
+    """SIGKILL the owner's speaker: the next node by the rule announces, the client's
+    neighbour entry and HTTP move to it. The killed speaker restarts: the address moves
+    back to it once (it wins the rule again once live) and then stays."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        vip = await _web(c, ns)
+        owner = lan.expected_owner(vip, NODES)
+        heir = lan.expected_owner(vip, lan.others(NODES, owner))
+        await lan.wait_for_owner(c, vip, owner)
+        await lan.wait_for_client(c, vip, owner)
+        before = await lan.announce_events(c, ns, vip)
+
+        capture = await c.lab.lan_client.start_capture("arp")
+        story_from = time.time()
+        failover = await lan.measure_takeover(
+            c, vip, owner, heir, lambda: c.speakers[owner].signal(signal.SIGKILL), capture)
+        _record(record_property, "sigkill", failover)
+        await lan.wait_for_owner(c, vip, heir)
+        await lan.wait_for_announce_events(c, ns, vip, {heir: 1}, since=before)
+
+        await c.restart_speaker(owner)
+        back = await lan.measure_takeover(c, vip, heir, owner, lambda: None, capture)
+        _record(record_property, "restart_back", back)
+        await lan.wait_for_owner(c, vip, owner)
+        await asyncio.sleep(STABLE_S)
+        assert await lan.speaker_owners(c, vip) == {owner}
+        runs = lan.owner_runs(await lan.finish(capture), vip, c, story_from)
+        record_property("ownership_changes_on_wire", runs)
+        print(f"announcements on the wire, in order: {runs}")
+        assert runs == [heir, owner]
+        await lan.wait_for_announce_events(c, ns, vip, {heir: 1, owner: 1}, since=before)
+
+
+async def test_a_restarted_owner_moves_the_address_at_most_there_and_back(
+        cluster: ClusterFactory, record_property: RecordProperty) -> None:
+    """`restart_speaker` on the live owner (SIGTERM, start again): it stops answering
+    while it is down, the next node may take over meanwhile, and the restarted speaker
+    takes the address back once live and settled. No more changes than that."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        vip = await _web(c, ns)
+        owner = lan.expected_owner(vip, NODES)
+        heir = lan.expected_owner(vip, lan.others(NODES, owner))
+        await lan.wait_for_owner(c, vip, owner)
+        await lan.wait_for_client(c, vip, owner)
+        before = await lan.announce_events(c, ns, vip)
+
+        capture = await c.lab.lan_client.start_capture("arp")
+        story_from = time.time()
+        await c.restart_speaker(owner)
+        await lan.wait_for_owner(c, vip, owner)
+        await lan.wait_for_client(c, vip, owner)
+        await asyncio.sleep(STABLE_S)
+        assert await lan.speaker_owners(c, vip) == {owner}
+        runs = lan.owner_runs(await lan.finish(capture), vip, c, story_from)
+        record_property("ownership_changes_on_wire", runs)
+        print(f"announcements on the wire, in order: {runs}")
+        assert runs in ([owner], [heir, owner])
+        # One AnnounceIP per ownership taken: the owner's first, the heir's if it took
+        # over meanwhile, and the restarted owner's.
+        expected = {heir: 1, owner: 1} if len(runs) == 2 else {owner: 1}
+        await lan.wait_for_announce_events(c, ns, vip, expected, since=before)
+
+
+async def test_cutting_the_owners_link_moves_the_address_and_back(
+        cluster: ClusterFactory, record_property: RecordProperty) -> None:
+    """Pull the owner's cable: its heartbeats stop, the next node announces and the
+    client moves there (HTTP breaks until it does). Plug it back: the owner is live
+    again, wins the rule, and the client is moved back to it."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        vip = await _web(c, ns)
+        owner = lan.expected_owner(vip, NODES)
+        heir = lan.expected_owner(vip, lan.others(NODES, owner))
+        await lan.wait_for_owner(c, vip, owner)
+        await lan.wait_for_client(c, vip, owner)
+        host = c.lab.node(owner)
+
+        capture = await c.lab.lan_client.start_capture("arp")
+        story_from = time.time()
+        failover = await lan.measure_takeover(c, vip, owner, heir,
+                                              lambda: host.set_link(False), capture)
+        _record(record_property, "link_cut", failover)
+
+        # Back on the LAN, the owner hears the others before they hear it (its
+        # neighbour entries for them have to be resolved again): for that moment both
+        # announce, then the heir gives up and the owner's repeats have the last word.
+        back = await lan.measure_takeover(c, vip, heir, owner,
+                                          lambda: host.set_link(True), capture)
+        _record(record_property, "link_restored", back)
+        await lan.wait_for_owner(c, vip, owner)
+        quiet_from = time.time()
+        await asyncio.sleep(STABLE_S)
+        assert await lan.speaker_owners(c, vip) == {owner}
+        await lan.wait_for_client(c, vip, owner, timeout=5.0)
+        lines = await lan.finish(capture)
+        runs = lan.owner_runs(lines, vip, c, story_from)
+        record_property("ownership_changes_on_wire", runs)
+        print(f"announcements on the wire, in order: {runs}")
+        assert runs[0] == heir
+        assert runs[-1] == owner
+        late = {f.source for f in lan.announcements(lines, vip) if f.at >= quiet_from}
+        assert late <= {host.mac}
+
+
+async def test_ipv6_owner_answers_ndp_alone_and_fails_over(
+        cluster: ClusterFactory, record_property: RecordProperty) -> None:
+    """The same over NDP: the client resolves the IPv6 Service address to the owner's
+    MAC, only that MAC sends Neighbor Advertisements for it, and after a SIGKILL the
+    next node's unsolicited NA moves the client."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        vip = await _web(c, ns, v6=True)
+        owner = lan.expected_owner(vip, NODES)
+        heir = lan.expected_owner(vip, lan.others(NODES, owner))
+        await lan.wait_for_owner(c, vip, owner)
+        await lan.wait_for_client(c, vip, owner)
+
+        client = c.lab.lan_client
+        capture = await client.start_capture("icmp6")
+        for _ in range(5):
+            await client.flush_neighbors()
+            assert (await c.lab.http_get(client, vip)).strip() == owner
+        macs, adverts = lan.answering_macs(await lan.finish(capture), vip)
+        assert macs == {c.lab.node(owner).mac}
+        assert adverts >= 5
+        before = await lan.announce_events(c, ns, vip)
+        assert before.get(owner, 0) >= 1
+
+        capture = await client.start_capture("icmp6")
+        failover = await lan.measure_takeover(
+            c, vip, owner, heir, lambda: c.speakers[owner].signal(signal.SIGKILL), capture)
+        _record(record_property, "ipv6_sigkill", failover)
+        await capture.stop()
+        await lan.wait_for_owner(c, vip, heir)
+        await lan.wait_for_announce_events(c, ns, vip, {heir: 1}, since=before)
+
+
+async def test_etp_local_owner_has_an_endpoint_and_follows_it(
+        cluster: ClusterFactory) -> None:
+    """externalTrafficPolicy: Local: nobody answers without a ready endpoint; the node
+    with the endpoint owns the address, and when the endpoint moves the new node
+    announces and the client follows."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        vip = await _web(c, ns, "local", local=True)
+        await asyncio.sleep(1.5)  # past the speakers' start-up hold-down
+        assert await lan.speaker_owners(c, vip) == set()
+
+        await c.set_endpoints(ns, "local", ["node-b"])
+        await lan.wait_for_owner(c, vip, "node-b")
+        await lan.wait_for_client(c, vip, "node-b")
+        before = await lan.announce_events(c, ns, vip)
+
+        await c.set_endpoints(ns, "local", ["node-c"])
+        await lan.wait_for_owner(c, vip, "node-c")
+        await lan.wait_for_client(c, vip, "node-c")  # moved by the announcement, no flush
+        await lan.wait_for_announce_events(c, ns, vip, {"node-c": 1}, since=before)
+
+        both = {"node-a", "node-c"}
+        before = await lan.announce_events(c, ns, vip)
+        await c.set_endpoints(ns, "local", both)
+        chosen = lan.expected_owner(vip, both)
+        await lan.wait_for_owner(c, vip, chosen)
+        await lan.wait_for_client(c, vip, chosen)
+        moved = {chosen: 1} if chosen != "node-c" else {}
+        await lan.wait_for_announce_events(c, ns, vip, moved, since=before)
