@@ -79,7 +79,8 @@ def _host_port(text: str) -> tuple[str, int]:
               help="This replica's name in the Lease (default: hostname-pid).")
 @click.option("--lb-class", envvar="OPENELB_LB_CLASS", default=None,
               help="spec.loadBalancerClass that openelb also answers to.")
-@click.option("--workers", default=4, show_default=True)
+@click.option("--workers", default=32, show_default=True,
+              help="Concurrent reconciles (status writes wait on the apiserver).")
 @click.option("--lease-duration", default=15.0, show_default=True)
 @click.option("--renew-deadline", default=10.0, show_default=True)
 @click.option("--retry-period", default=2.0, show_default=True)

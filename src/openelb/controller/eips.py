@@ -18,7 +18,7 @@ from openelb.ipam import allocator, pools
 from openelb.kube import client, events, informer, resources
 from openelb.kube import errors as kube_errors
 
-__all__ = ["EipSync"]
+__all__ = ["EipSync", "pool_signature"]
 
 log = logging.getLogger(__name__)
 
@@ -110,13 +110,8 @@ class EipSync:
             "ready": status.ready and name not in self._invalid,
             "v4": status.v4,
         }
-        current = raw.get("status") or {}
-        if any(current.get(k, _MISSING) != v for k, v in wanted.items()):
-            # One JSON-patch `add` replaces the whole status: a merge patch would keep
-            # addresses freed since the last write in `used`.
-            await self._kube.patch(
-                resources.EIPS, name, [{"op": "add", "path": "/status", "value": wanted}],
-                subresource="status", content_type=client.JSON_PATCH)
+        # The finalizer goes first: its patch carries the cached resourceVersion, which a
+        # status write just before would have made stale (a 409 on every new Eip).
         meta = raw.get("metadata") or {}
         finalizers = list(meta.get("finalizers") or [])
         deleting = bool(meta.get("deletionTimestamp"))
@@ -125,10 +120,30 @@ class EipSync:
             await self._kube.patch(resources.EIPS, name, {"metadata": {
                 "finalizers": keep, "resourceVersion": meta.get("resourceVersion")}})
             log.info("eip released", extra={"eip": name, "reason": "no Service holds it"})
-        elif not deleting and annotations.FINALIZER not in finalizers:
+            return  # going away: no status worth writing
+        if not deleting and annotations.FINALIZER not in finalizers:
             await self._kube.patch(resources.EIPS, name, {"metadata": {
                 "finalizers": [*finalizers, annotations.FINALIZER],
                 "resourceVersion": meta.get("resourceVersion")}})
+        current = raw.get("status") or {}
+        if any(current.get(k, _MISSING) != v for k, v in wanted.items()):
+            # One JSON-patch `add` replaces the whole status: a merge patch would keep
+            # addresses freed since the last write in `used`.
+            await self._kube.patch(
+                resources.EIPS, name, [{"op": "add", "path": "/status", "value": wanted}],
+                subresource="status", content_type=client.JSON_PATCH)
 
 
 _MISSING = object()
+
+
+def pool_signature(raw: client.RawObject | None) -> tuple[object, ...]:
+    """What of an Eip object can change its pool: spec (generation), deletion, default.
+
+    Status and finalizers cannot; our own status writes should not re-sync the pools.
+    """
+    if raw is None:
+        return ()
+    meta = raw.get("metadata") or {}
+    default = (meta.get("annotations") or {}).get(annotations.DEFAULT_EIP_ANNOTATION)
+    return (meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"), default)

@@ -3,10 +3,12 @@
 controller/ (DESIGN §2): wired by `openelb controller`. Informers for Services, Eips and
 Namespaces start at once, so a standby keeps warm caches. On becoming leader it waits
 for the caches, builds the pools, replays every Service that already holds an address
-into the allocator (oldest first) before assigning anything, then reconciles all
-Services with a few workers. Losing the Lease ends the process (a restart is the only
-safe way to drop allocator state); SIGTERM stops the workers, flushes Eip status and
-releases the Lease so a standby takes over at once.
+into the allocator (oldest first; from a fresh list when the Service cache is older
+than the leadership) before assigning anything, then reconciles all Services, oldest
+first, with a pool of workers. Eip status is written in batches whose spacing grows
+with their cost. Losing the Lease ends the process (a restart is the only safe way to
+drop allocator state); SIGTERM stops the workers, flushes Eip status and releases the
+Lease so a standby takes over at once.
 """
 
 from __future__ import annotations
@@ -14,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import gc
 import logging
 import secrets
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from openelb import health
-from openelb.api import errors
+from openelb.api import errors, service
 from openelb.controller import eips, metrics, outcome, queue, services
 from openelb.ipam import allocator
 from openelb.ipam import errors as ipam_errors
@@ -41,7 +45,7 @@ class ControllerSettings:
     lease_name: str = "openelb-controller"
     identity: str = "openelb-controller"  # unique per replica (pod name)
     lb_class: str | None = None  # spec.loadBalancerClass we answer to, besides the annotation
-    workers: int = 4  # concurrent reconciles (status writes are I/O bound)
+    workers: int = 32  # concurrent reconciles (status writes wait on the apiserver)
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -73,6 +77,7 @@ class Controller:
             settings.namespace, settings.lease_name, settings.identity,
             settings.lease_duration, settings.renew_deadline, settings.retry_period))
         self._pools_changed = asyncio.Event()
+        self._eip_signatures: dict[str, tuple[object, ...]] = {}
         self.ready_since: float | None = None
 
     # ---- informer callbacks (hints only: handlers read the caches) ----------------------
@@ -82,21 +87,36 @@ class Controller:
             self.queue.add(key)
 
     def _eip_changed(self, key: str) -> None:
-        self._pools_changed.set()
+        # Our own status writes change an Eip ~twice a second under load; only what
+        # shapes the pool (spec via generation, deletion, the default flag) re-syncs pools.
+        signature = eips.pool_signature(self.eips.get(key))
+        if self._eip_signatures.get(key) != signature:
+            self._eip_signatures[key] = signature
+            self._pools_changed.set()
 
     def _namespace_changed(self, key: str) -> None:
         if self._leading:
-            for pending in list(self.reconciler.pending):
-                if pending.split("/", 1)[0] == key:
-                    self.queue.add(pending)
+            self._requeue_waiting(lambda pending: pending.split("/", 1)[0] == key)
 
-    def _pools_touched(self, names: set[str]) -> None:
+    def _pools_touched(self, names: set[str], freed: bool) -> None:
         self.eip_sync.dirty.update(names)
-        for key, error in list(self.reconciler.conflicts.items()):
-            del error
+        if not freed:
+            return  # taking an address helps no waiting Service
+        for key in list(self.reconciler.conflicts):
             self.queue.add(key)  # a holder may have gone: try the claim again
-        for key in list(self.reconciler.pending):
+        self._requeue_waiting()
+
+    def _requeue_waiting(self, which: Callable[[str], bool] = lambda key: True) -> None:
+        """Queue Services refused an address, oldest first: the queue is FIFO and a
+        reconcile allocates before its first await, so the longest waiting Service gets
+        a freed address first, the same way on every run."""
+        for key in sorted((k for k in self.reconciler.pending if which(k)), key=self._age):
             self.queue.add(key)
+
+    def _age(self, key: str) -> tuple[str, str]:
+        """Sorts Services oldest first (DESIGN §4: the older claim wins), then by key."""
+        meta = (self.services.get(key) or {}).get("metadata") or {}
+        return (str(meta.get("creationTimestamp") or "~"), key)
 
     def ready(self) -> tuple[bool, str]:
         synced = all(i.synced.is_set() for i in (self.services, self.eips, self.namespaces))
@@ -135,19 +155,16 @@ class Controller:
 
     async def lead(self) -> None:
         """Runs once this replica holds the Lease; returns only when cancelled."""
+        became = time.monotonic()
         await asyncio.gather(*(i.synced.wait() for i in
                                (self.services, self.eips, self.namespaces)))
         await self._ensure_heartbeat_secret()
         started = time.perf_counter()
+        if self.services.listed_at >= became:
+            replay = self._holding(self.services.items())
+        else:
+            replay = await self._holding_now()
         self.eip_sync.sync_pools()
-        replay = []
-        for raw in self.services.items():
-            try:
-                svc = self.reconciler.parse(raw)
-            except errors.InvalidObject:
-                continue  # its reconcile reports the problem
-            if svc.wants_address and svc.assigned_ips:
-                replay.append(svc)
         report = self.alloc.rebuild(replay)
         for key, refusal in report.refused.items():
             if isinstance(refusal, (ipam_errors.AddressTaken, ipam_errors.SharingRefused)):
@@ -158,17 +175,50 @@ class Controller:
             "op": "rebuild", "kept": len(report.kept), "refused": len(report.refused),
             "seconds": round(time.perf_counter() - started, 3)})
         self.stats.services_assigned.set(len(self.alloc))
+        _settle_heap()  # the caches and the allocator just grew by N Services
         self._leading = True
         self.stats.leader.set(1)
         self.ready_since = time.monotonic()
-        for key in self.services.keys():  # noqa: SIM118 (an Informer, not a dict)
-            self.queue.add(key)
-        for key in self.reconciler.pending:
+        for key in sorted(self.services.keys(), key=self._age):
             self.queue.add(key)
         async with asyncio.TaskGroup() as group:
             for _ in range(self.settings.workers):
                 group.create_task(self._worker())
             group.create_task(self._pool_loop())
+
+    def _holding(self, raws: Iterable[client.RawObject]) -> list[service.LbService]:
+        """The Services among `raws` that want an address and whose status holds one."""
+        found = []
+        for raw in raws:
+            try:
+                svc = self.reconciler.parse(raw)
+            except errors.InvalidObject:
+                continue  # its reconcile reports the problem
+            if svc.wants_address and svc.assigned_ips:
+                found.append(svc)
+        return found
+
+    async def _holding_now(self) -> list[service.LbService]:
+        """`_holding` from a fresh list of every Service, read page by page.
+
+        DESIGN §4, no duplicates: a standby's watch may lag, or sit in a reconnect
+        backoff, while the old leader writes its last assignments; replaying a cache that
+        misses them would hand those addresses out twice. The cache itself catches up
+        through its watch; reconciles on a lagging copy fail their resourceVersion check
+        and retry. A fresh list costs a second or two at 10k Services.
+        """
+        backoff = 0.5
+        while True:
+            try:
+                found = []
+                async for page in self._kube.list_pages(resources.SERVICES):
+                    found.extend(self._holding(page.items))
+                return found
+            except kube_errors.KubeError as exc:
+                log.warning("services not listed, retrying", extra={
+                    "op": "rebuild", "error": str(exc), "after": backoff})
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
 
     async def _worker(self) -> None:
         while True:
@@ -185,25 +235,48 @@ class Controller:
                 self.queue.add_after(key, result.after)
 
     async def _pool_loop(self) -> None:
+        """Re-sync pools on Eip changes at once; write Eip status at most every interval."""
+        loop = asyncio.get_running_loop()
+        interval = self.settings.status_interval
+        next_flush = loop.time()
         while True:
+            wait = max(0.0, next_flush - loop.time()) if self.eip_sync.dirty else interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pools_changed.wait(),
-                                       self.settings.status_interval)
+                await asyncio.wait_for(self._pools_changed.wait(), wait)
             if self._pools_changed.is_set():
                 self._pools_changed.clear()
                 gone = self.eip_sync.sync_pools()
-                for key in list(self.reconciler.pending):
-                    self.queue.add(key)
+                self._requeue_waiting()
                 if gone:  # Services in a vanished pool need a new address
                     for key in self.services.keys():  # noqa: SIM118 (an Informer, not a dict)
                         self.queue.add(key)
                 await self.eip_sync.report_problems()
-            await self.eip_sync.flush()
+            if self.eip_sync.dirty and loop.time() >= next_flush:
+                began = loop.time()
+                await self.eip_sync.flush()
+                # A big pool's status is costly for the apiserver (a 10k-entry `used`
+                # map takes it ~0.5 s of CPU): pause ten times as long as the write took.
+                pause = min(max(interval, 10 * (loop.time() - began)), 30.0)
+                next_flush = loop.time() + pause
+
+
+def _settle_heap() -> None:
+    """Hide the long-lived objects from the cycle collector.
+
+    Import-time objects (kubernetes_asyncio alone brings ~80k) and the caches of
+    thousands of Services are scanned by every full collection: 60 ms pauses at 1k
+    Services, several times that at 10k, each one a stall of every reconcile. Cached
+    JSON has no reference cycles, so frozen objects are still freed by reference
+    counting when the watch replaces them.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def run(kube: client.Kube, settings: ControllerSettings,
               stop: asyncio.Event) -> int:
     """Run until `stop` is set (exit 0) or leadership is lost (exit 1)."""
+    _settle_heap()
     ctl = Controller(kube, settings)
     server = health.HealthServer(settings.registry, ctl.ready, settings.health_host,
                                  settings.health_port)

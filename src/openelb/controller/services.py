@@ -8,6 +8,13 @@ AssignIPFailed / ReleaseIP (with the log line from the same call). Leader only.
 A Service that rebuild found holding an address someone older holds (`conflicts`) is
 never silently given another: it gets a Warning until the address frees up or the user
 asks for a different one (DESIGN §4).
+
+Writes are cheap and few: the status goes first (it is what a user waits for), guarded
+by the resourceVersion the decision was made on, then label and finalizer guarded by
+the version the status write returned. The versions a write made obsolete are
+remembered until the watch shows a newer one, so the echo of our own write (the cache
+still showing the old object for a moment) causes no second round of writes. An
+address is released from the allocator only once the Service no longer shows it.
 """
 
 
@@ -49,7 +56,7 @@ class ServiceReconciler:
         stats: metrics.ControllerMetrics,
         *,
         lb_class: str | None,
-        pools_touched: Callable[[set[str]], None],
+        pools_touched: Callable[[set[str], bool], None],
     ) -> None:
         self._kube = kube
         self._services = services
@@ -63,6 +70,8 @@ class ServiceReconciler:
         self.pending: set[str] = set()
         # Keys whose status claims an address an older Service holds (from rebuild).
         self.conflicts: dict[str, ipam_errors.AllocationError] = {}
+        # key -> resourceVersions our own writes replaced; the cache may lag behind them.
+        self._outdated: dict[str, set[str]] = {}
 
     def parse(self, raw: Mapping[str, Any]) -> service.LbService:
         return service.LbService.parse(raw, lb_class=self._lb_class)
@@ -77,6 +86,11 @@ class ServiceReconciler:
             return outcome.Done()  # deleted while we worked; its delete event follows
         except kube_errors.Retryable as exc:
             return outcome.Retry(after=exc.after)
+        except kube_errors.Forbidden as exc:
+            # RBAC answers 403 for a moment while a restarted apiserver warms up, and
+            # an admin may fix a missing grant: retry slowly rather than give up.
+            log.warning("service write forbidden", extra={"service": key, "error": str(exc)})
+            return outcome.Retry(after=10.0)
         except kube_errors.KubeError as exc:
             log.error("service write refused", extra={"service": key, "error": str(exc)})
             return outcome.GaveUp(reason=type(exc).__name__)
@@ -90,7 +104,15 @@ class ServiceReconciler:
             self._release(key)
             self.pending.discard(key)
             self.conflicts.pop(key, None)
+            self._outdated.pop(key, None)
             return outcome.Done()
+        outdated = self._outdated.get(key)
+        if outdated is not None:
+            if (raw.get("metadata") or {}).get("resourceVersion") in outdated:
+                # The cache still shows what our last write replaced; the watch event of
+                # that write is on its way and queues this key again.
+                return outcome.Done()
+            del self._outdated[key]
         try:
             svc = self.parse(raw)
         except errors.InvalidObject as exc:
@@ -98,6 +120,7 @@ class ServiceReconciler:
             return outcome.GaveUp(reason="invalidService")
         if not svc.wants_address:
             return await self._let_go(raw, svc)
+        resolved = False  # a contested claim that now holds: say so in an Event
         if key in self.conflicts and not self._asks_elsewhere(svc):
             kept, error = self._alloc.claim(svc)
             if error is not None and kept is None:
@@ -105,7 +128,8 @@ class ServiceReconciler:
                 await self._warn(raw, f"{error.message}; keeping the Service pending",
                                  reason=error.reason)
                 return outcome.GaveUp(reason=error.reason)
-            self.conflicts.pop(key, None)
+            resolved = True
+        self.conflicts.pop(key, None)
         namespace = self._namespaces.get(svc.namespace) or {}
         labels = (namespace.get("metadata") or {}).get("labels") or {}
         before = self._alloc.assignment(key)
@@ -118,10 +142,13 @@ class ServiceReconciler:
             return outcome.GaveUp(reason=exc.reason)
         self.pending.discard(key)
         touched = {p for p in got.pools if p}
+        freed = False
         if before is not None:
             touched.update(p for p in before.pools if p)
-        self._pools_touched(touched)
-        await self._write(raw, svc, got)
+            freed = bool(set(before.ips) - set(got.ips))
+        if before != got:
+            self._pools_touched(touched, freed)
+        await self._write(raw, svc, got, announce=resolved)
         return outcome.Done()
 
     @staticmethod
@@ -130,11 +157,17 @@ class ServiceReconciler:
         return bool(svc.requested_ips) and set(svc.requested_ips) != set(svc.assigned_ips)
 
     async def _write(self, raw: Mapping[str, Any], svc: service.LbService,
-                     got: allocator.Assignment) -> None:
+                     got: allocator.Assignment, *, announce: bool = False) -> None:
         meta = raw.get("metadata") or {}
+        version = str(meta.get("resourceVersion") or "")
         wanted_ips = [str(ip) for ip in got.ips]
         current_ips = [str(ip) for ip in svc.assigned_ips]
         pool_label = next((p for p in got.pools if p), "")
+        if wanted_ips != current_ips:
+            ingress = [{"ip": ip} for ip in wanted_ips]
+            version = await self._patch(svc, version, {"status": {"loadBalancer": {
+                "ingress": ingress}}}, subresource="status")
+            announce = True
         labels = meta.get("labels") or {}
         finalizers = list(meta.get("finalizers") or [])
         meta_patch: dict[str, Any] = {}
@@ -143,16 +176,8 @@ class ServiceReconciler:
         if annotations.FINALIZER not in finalizers:
             meta_patch["finalizers"] = [*finalizers, annotations.FINALIZER]
         if meta_patch:
-            meta_patch["resourceVersion"] = meta.get("resourceVersion")
-            await self._kube.patch(resources.SERVICES, svc.name, {"metadata": meta_patch},
-                                   namespace=svc.namespace)
-        if wanted_ips != current_ips:
-            ingress = [{"ip": ip} for ip in wanted_ips]
-            await self._kube.patch(
-                resources.SERVICES, svc.name,
-                {"status": {"loadBalancer": {"ingress": ingress}}},
-                namespace=svc.namespace, subresource="status",
-            )
+            await self._patch(svc, version, {"metadata": meta_patch})
+        if announce:
             pools = ", ".join(f"eip/{p}" for p in dict.fromkeys(got.pools) if p)
             await self._recorder.record(
                 _ref(raw), "Normal", ASSIGN_IP,
@@ -160,11 +185,43 @@ class ServiceReconciler:
                 service=svc.key, ip=",".join(wanted_ips), eip=pool_label)
         self._stats.services_assigned.set(len(self._alloc))
 
+    async def _patch(self, svc: service.LbService, version: str, patch: dict[str, Any], *,
+                     subresource: str | None = None) -> str:
+        """Merge-patch guarded by `version`; returns the new version, remembers the old."""
+        body = {**patch, "metadata": {**patch.get("metadata", {}), "resourceVersion": version}}
+        written = await self._kube.patch(resources.SERVICES, svc.name, body,
+                                         namespace=svc.namespace, subresource=subresource)
+        self._outdated.setdefault(svc.key, set()).add(version)
+        return str((written.get("metadata") or {}).get("resourceVersion") or "")
+
     async def _let_go(self, raw: Mapping[str, Any], svc: service.LbService) -> outcome.Outcome:
-        """Not (or no longer) ours: release, clear what we wrote, drop the finalizer."""
+        """Not (or no longer) ours: clear what we wrote, drop the finalizer, then release.
+
+        The allocator keeps the address until the writes succeeded, so it is never handed
+        to another Service while this one still shows it (a failed write retries all).
+        """
         held = self._alloc.assignment(svc.key)
         self.pending.discard(svc.key)
         self.conflicts.pop(svc.key, None)
+        meta = raw.get("metadata") or {}
+        version = str(meta.get("resourceVersion") or "")
+        if held is not None and not svc.deleting and svc.is_load_balancer:
+            ours = {str(ip) for ip in held.ips}
+            ingress = ((raw.get("status") or {}).get("loadBalancer") or {}).get(
+                "ingress") or []
+            kept = [e for e in ingress if e.get("ip") not in ours]
+            if kept != ingress:
+                version = await self._patch(svc, version, {"status": {"loadBalancer": {
+                    "ingress": kept}}}, subresource="status")
+        finalizers = list(meta.get("finalizers") or [])
+        labels = meta.get("labels") or {}
+        meta_patch: dict[str, Any] = {}
+        if annotations.FINALIZER in finalizers:
+            meta_patch["finalizers"] = [f for f in finalizers if f != annotations.FINALIZER]
+        if annotations.EIP_LABEL in labels:
+            meta_patch["labels"] = {annotations.EIP_LABEL: None}
+        if meta_patch:
+            await self._patch(svc, version, {"metadata": meta_patch})
         if held is not None:
             self._release(svc.key)
             why = ("being deleted" if svc.deleting else
@@ -174,28 +231,6 @@ class ServiceReconciler:
                 _ref(raw), "Normal", RELEASE_IP,
                 f"released {', '.join(str(ip) for ip in held.ips)}: {why}",
                 service=svc.key, ip=",".join(str(ip) for ip in held.ips), reason=why)
-            if not svc.deleting and svc.is_load_balancer:
-                ours = {str(ip) for ip in held.ips}
-                ingress = ((raw.get("status") or {}).get("loadBalancer") or {}).get(
-                    "ingress") or []
-                kept = [e for e in ingress if e.get("ip") not in ours]
-                if kept != ingress:
-                    await self._kube.patch(
-                        resources.SERVICES, svc.name,
-                        {"status": {"loadBalancer": {"ingress": kept}}},
-                        namespace=svc.namespace, subresource="status")
-        meta = raw.get("metadata") or {}
-        finalizers = list(meta.get("finalizers") or [])
-        labels = meta.get("labels") or {}
-        meta_patch: dict[str, Any] = {}
-        if annotations.FINALIZER in finalizers:
-            meta_patch["finalizers"] = [f for f in finalizers if f != annotations.FINALIZER]
-        if annotations.EIP_LABEL in labels:
-            meta_patch["labels"] = {annotations.EIP_LABEL: None}
-        if meta_patch:
-            meta_patch["resourceVersion"] = meta.get("resourceVersion")
-            await self._kube.patch(resources.SERVICES, svc.name, {"metadata": meta_patch},
-                                   namespace=svc.namespace)
         return outcome.Done()
 
     def _release(self, key: str) -> None:
@@ -203,7 +238,7 @@ class ServiceReconciler:
         if held is None:
             return
         self._alloc.release(key)
-        self._pools_touched({p for p in held.pools if p})
+        self._pools_touched({p for p in held.pools if p}, True)
         self._stats.services_assigned.set(len(self._alloc))
         log.info("address released", extra={"service": key,
                                             "ip": ",".join(str(i) for i in held.ips)})

@@ -106,16 +106,31 @@ class Kube:
                    label_selector: str | None = None) -> ListResult:
         """Every object of `kind`, fetched in pages, with the list's resourceVersion."""
         items: list[RawObject] = []
+        version = ""
+        async for page in self.list_pages(kind, page_size=page_size,
+                                          label_selector=label_selector):
+            items.extend(page.items)
+            version = page.resource_version
+        return ListResult(items, version)
+
+    async def list_pages(self, kind: resources.Resource, *, page_size: int = 500,
+                         label_selector: str | None = None) -> AsyncIterator[ListResult]:
+        """The pages of one consistent list; the last page carries its resourceVersion.
+
+        Lets a caller shrink each page before the next arrives: at 10k objects, holding
+        every decoded page until the end doubles the peak memory of a relist.
+        """
         query: dict[str, str | int] = {"limit": page_size}
         if label_selector:
             query["labelSelector"] = label_selector
         while True:
             page = await self.request("GET", kind.path(), query=query, request_timeout=120)
-            items.extend(page.get("items") or ())
             meta = page.get("metadata") or {}
             token = meta.get("continue")
+            yield ListResult(page.get("items") or [], "" if token else
+                             str(meta.get("resourceVersion", "")))
             if not token:
-                return ListResult(items, str(meta.get("resourceVersion", "")))
+                return
             query["continue"] = token
 
     async def watch(self, kind: resources.Resource, resource_version: str, *,

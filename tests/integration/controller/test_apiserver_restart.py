@@ -1,0 +1,56 @@
+"""The controller rides out a kube-apiserver restart: it reconnects and converges.
+
+The control plane is shared by the session, so the apiserver is always started again,
+even when the test fails half-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from openelb.testenv import controlplane
+from tests.integration.controller import harness
+from tests.integration.controller.conftest import Controllers
+
+pytestmark = pytest.mark.controlplane
+
+# The Lease outlives the outage, so the leader keeps leading instead of exiting to be
+# restarted (which is what losing the Lease means, and is tested elsewhere).
+PATIENT_LEASE = ("--lease-duration", "120", "--renew-deadline", "90", "--retry-period", "1")
+
+
+@pytest.fixture
+async def apiserver(control_plane: controlplane.ControlPlane
+                    ) -> AsyncIterator[controlplane.ControlPlane]:
+    """The session's control plane; its apiserver is running again after the test."""
+    yield control_plane
+    if control_plane.pids().get("kube-apiserver") is None:
+        await control_plane.start_apiserver()
+
+
+async def test_controller_reconnects_after_an_apiserver_restart_and_converges(
+        cluster: harness.Cluster, controllers: Controllers,
+        apiserver: controlplane.ControlPlane) -> None:
+    await cluster.create_eip("main", "192.0.2.0/26", default=True)
+    ctl = await controllers.start("a", *PATIENT_LEASE)
+    await cluster.create_services([f"before-{i}" for i in range(10)])
+    before = await cluster.wait_all_assigned(10)
+
+    await apiserver.stop_apiserver()
+    await ctl.component.wait_for_log("watch failed, retrying")
+    assert ctl.running
+    await apiserver.start_apiserver()
+    # Created at once, while the controller is still reconnecting.
+
+    await cluster.create_services([f"after-{i}" for i in range(10)])
+    await cluster.delete_service("before-3")
+    await cluster.wait_gone("before-3")
+    after = await cluster.wait_all_assigned(19)
+    assert {n: after[n] for n in before if n != "before-3"} == {
+        n: ips for n, ips in before.items() if n != "before-3"}
+    flat = [ip for ips in after.values() for ip in ips]
+    assert len(flat) == len(set(flat))
+    assert ctl.running
+    assert await ctl.is_leading()
