@@ -10,7 +10,9 @@ import asyncio
 import os
 import signal
 import socket
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import click
 import yaml
@@ -64,6 +66,27 @@ def validate(paths: tuple[Path, ...], lb_class: str | None) -> None:
         raise SystemExit(1)
 
 
+def _run_daemon(
+    kubeconfig: str | None,
+    body: Callable[[Any, asyncio.Event], Coroutine[Any, Any, int]],
+) -> int:
+    """Run a daemon's `body(kube, stop)` until it returns; SIGTERM/SIGINT set `stop`."""
+    from openelb.kube import client
+
+    async def main_loop() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        kube = await client.Kube.from_kubeconfig(kubeconfig)
+        try:
+            return await body(kube, stop)
+        finally:
+            await kube.aclose()
+
+    return asyncio.run(main_loop())
+
+
 def _host_port(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     return host or "0.0.0.0", int(port)
@@ -93,7 +116,6 @@ def controller(kubeconfig: str | None, namespace: str, lease_name: str, identity
                log_level: str) -> None:
     """Assign addresses from Eip pools to LoadBalancer Services (one active replica)."""
     from openelb.controller import manager
-    from openelb.kube import client
 
     logfmt.setup(log_level)
     host, port = _host_port(health_addr)
@@ -103,18 +125,7 @@ def controller(kubeconfig: str | None, namespace: str, lease_name: str, identity
         workers=workers, lease_duration=lease_duration, renew_deadline=renew_deadline,
         retry_period=retry_period, health_host=host, health_port=port)
 
-    async def main_loop() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        kube = await client.Kube.from_kubeconfig(kubeconfig)
-        try:
-            return await manager.run(kube, settings, stop)
-        finally:
-            await kube.aclose()
-
-    raise SystemExit(asyncio.run(main_loop()))
+    raise SystemExit(_run_daemon(kubeconfig, lambda kube, stop: manager.run(kube, settings, stop)))
 
 
 @main.command()
@@ -140,7 +151,6 @@ def speaker(kubeconfig: str | None, node: str, lb_class: str | None, workdir: Pa
             heartbeat_interval: float, heartbeat_timeout: float, log_level: str) -> None:
     """Announce this node's share of the LoadBalancer addresses (BGP, layer 2)."""
     from openelb.announce.liveness import udp
-    from openelb.kube import client
     from openelb.speaker import manager
 
     logfmt.setup(log_level)
@@ -150,18 +160,7 @@ def speaker(kubeconfig: str | None, node: str, lb_class: str | None, workdir: Pa
         namespace=namespace, heartbeat_secret=heartbeat_secret,
         heartbeat=udp.HeartbeatSettings(heartbeat_port, heartbeat_interval, heartbeat_timeout))
 
-    async def main_loop() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        kube = await client.Kube.from_kubeconfig(kubeconfig)
-        try:
-            return await manager.run(kube, settings, stop)
-        finally:
-            await kube.aclose()
-
-    raise SystemExit(asyncio.run(main_loop()))
+    raise SystemExit(_run_daemon(kubeconfig, lambda kube, stop: manager.run(kube, settings, stop)))
 
 
 @main.command()
