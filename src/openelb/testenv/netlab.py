@@ -1146,7 +1146,12 @@ class Lab:
         atexit.unregister(self._destroy)
         for process in self.processes:
             process.kill()
-        leftover = [ns for ns in self._namespaces if not delete_namespace(ns)]
+        # A namespace whose `ip netns add` was in flight when start() was cancelled exists
+        # but was never recorded: sweep everything carrying this run's prefix too.
+        mine = f"{PREFIX}{self.run_id}-" if self.run_id else None
+        swept = [ns for ns in list_namespaces() if mine and ns.startswith(mine)]
+        candidates = list(dict.fromkeys([*self._namespaces, *swept]))
+        leftover = [ns for ns in candidates if not delete_namespace(ns)]
         self._namespaces = leftover
         if self._lock_fd is not None:
             if not leftover:
