@@ -43,9 +43,9 @@ from typing import Any
 
 from openelb.api import annotations
 from openelb.kube import client, resources
-from openelb.kube import errors as kube_errors
 from openelb.testenv import cluster as testenv_cluster
 from openelb.testenv import controlplane, netlab
+from statuswatch import StatusWatch
 
 REPO = Path(__file__).resolve().parents[1]
 RESULT = REPO / "bench" / "results" / "bgp.json"
@@ -171,54 +171,6 @@ class RouteMonitor:
 # --- when statuses are written ----------------------------------------------------------
 
 
-class StatusWatch:
-    """Watches the bench namespace's Services; notes when each first shows an address."""
-
-    def __init__(self, kube: client.Kube) -> None:
-        self._kube = kube
-        self.seen: dict[str, float] = {}  # name -> time.monotonic() its address appeared
-        self.ips: dict[str, str] = {}
-        self.changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        page = await self._kube.request("GET", resources.SERVICES.path(NAMESPACE),
-                                        query={"limit": 1})
-        self._task = asyncio.create_task(self._run(str(page["metadata"]["resourceVersion"])))
-
-    async def _run(self, version: str) -> None:
-        while True:
-            try:
-                async for event in self._kube.watch(resources.SERVICES, version,
-                                                    timeout_seconds=3600):
-                    meta = event.object.get("metadata") or {}
-                    version = str(meta.get("resourceVersion") or version)
-                    if event.type == "BOOKMARK" or meta.get("namespace") != NAMESPACE:
-                        continue
-                    name = str(meta.get("name"))
-                    ingress = ((event.object.get("status") or {}).get("loadBalancer")
-                               or {}).get("ingress") or []
-                    if ingress and name not in self.seen:
-                        self.seen[name] = time.monotonic()
-                        self.ips[name] = str(ingress[0]["ip"])
-                        self.changed.set()
-            except kube_errors.Retryable:
-                await asyncio.sleep(0.2)
-
-    async def wait_for(self, names: set[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not names <= self.seen.keys():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(names - self.seen.keys())} Services without address")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.5)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 # --- processes --------------------------------------------------------------------------
@@ -317,7 +269,7 @@ async def bench(latency_count: int, scale_count: int, sigterm_tries: int,
         await lab.router.wait_for_sessions(timeout=60)
         monitor = RouteMonitor(lab.router_host)
         await monitor.start()
-        watch = StatusWatch(kube)
+        watch = StatusWatch(kube, NAMESPACE)
         await watch.start()
 
         def prefix(name: str) -> str:

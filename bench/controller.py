@@ -44,6 +44,7 @@ from openelb.api import annotations
 from openelb.kube import client, resources
 from openelb.kube import errors as kube_errors
 from openelb.testenv import clients, components, controlplane, manifests
+from statuswatch import StatusWatch
 
 REPO = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
@@ -99,57 +100,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[index]
 
 
-class StatusWatch:
-    """Watches the bench namespace's Services; records when each first shows an address."""
-
-    def __init__(self, kube: client.Kube) -> None:
-        self._kube = kube
-        self.seen: dict[str, float] = {}  # name -> when its status first showed an address
-        self.appeared: dict[str, float] = {}  # name -> when the watch first showed it
-        self.changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        page = await self._kube.request("GET", resources.SERVICES.path(NAMESPACE),
-                                        query={"limit": 1})
-        version = str(page["metadata"]["resourceVersion"])
-        self._task = asyncio.create_task(self._run(version))
-
-    async def _run(self, version: str) -> None:
-        # Every namespace's Services (kube.watch has no namespace); others are skipped.
-        while True:
-            try:
-                async for event in self._kube.watch(resources.SERVICES, version,
-                                                    timeout_seconds=3600):
-                    meta = event.object.get("metadata") or {}
-                    version = str(meta.get("resourceVersion") or version)
-                    if event.type == "BOOKMARK" or meta.get("namespace") != NAMESPACE:
-                        continue
-                    status = event.object.get("status") or {}
-                    name = str(meta.get("name"))
-                    self.appeared.setdefault(name, time.perf_counter())
-                    if (status.get("loadBalancer") or {}).get("ingress") and (
-                            name not in self.seen):
-                        self.seen[name] = time.perf_counter()
-                        self.changed.set()
-            except kube_errors.Retryable:
-                await asyncio.sleep(0.2)
-
-    async def wait_for(self, names: set[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not names <= self.seen.keys():
-            if time.monotonic() > deadline:
-                missing = len(names - self.seen.keys())
-                raise TimeoutError(f"{missing} Services still without an address")
-            self.changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 1.0)
-
-    async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 async def wait_ready(port: int, process: components.Component, timeout: float) -> None:
@@ -227,7 +177,7 @@ async def bench(count: int, workers: int, concurrency: int, log_dir: Path,
         rss_idle = rss_mb(first.pid)
 
         # 1. N creates in a tight loop while the controller assigns.
-        watch = StatusWatch(kube)
+        watch = StatusWatch(kube, NAMESPACE, clock=time.perf_counter, poll=1.0)
         await watch.start()
         names = [f"svc-{i:05d}" for i in range(count)]
         servers = cp.pids()

@@ -300,10 +300,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             vips = await services_per_node(c, watcher, b.nodes,
                                            min(len(b.nodes), max(args.rounds, 1)))
             victims = [n for n in b.nodes if n in vips]
-            for host in lab.nodes:
-                for ip in watcher.assigned.values():
-                    await host.add_vip(ip[0])
-                await host.serve_http()
+            await c.serve_vips(*(ip[0] for ip in watcher.assigned.values()))
             for node, ip in vips.items():
                 await b.wait_stable(ip, node)
 

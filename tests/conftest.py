@@ -8,7 +8,6 @@ OPENELB_CONTROLPLANE_LOGS=<dir> to keep the servers' logs after the run.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -34,9 +33,10 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
     return bool(request.config.getoption("--update-golden"))
 
 
-@contextlib.contextmanager
+@pytest.fixture(scope="session", autouse=True)
 def _sigterm_raises_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so fixture teardown stops the servers."""
+    """Turn SIGTERM into KeyboardInterrupt for the whole session, so fixture teardown
+    still stops servers, labs and daemons when a run is terminated."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
@@ -68,8 +68,7 @@ async def control_plane(
     """The session's control plane, with openelb's CRDs and RBAC installed."""
     logs = os.environ.get("OPENELB_CONTROLPLANE_LOGS")
     settings = controlplane.Settings(log_dir=Path(logs) if logs else None)
-    with _sigterm_raises_interrupt():
-        async with controlplane.ControlPlane(controlplane_binaries, settings) as cp:
-            async with clients.admin_client(cp) as api:
-                await manifests.install(api, CRDS, RBAC)
-            yield cp
+    async with controlplane.ControlPlane(controlplane_binaries, settings) as cp:
+        async with clients.admin_client(cp) as api:
+            await manifests.install(api, CRDS, RBAC)
+        yield cp

@@ -22,10 +22,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from types import FrameType
 from typing import Any
 
 import pluggy
@@ -50,23 +48,6 @@ def router_flavours(*flavours: str) -> pytest.MarkDecorator:
 def router_flavour(request: pytest.FixtureRequest) -> str:
     """The router daemon of the lab: each test using this runs once per flavour."""
     return str(request.param)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _sigterm_raises_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt so that lab teardown still runs."""
-
-    def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture(scope="session", autouse=True)

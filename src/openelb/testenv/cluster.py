@@ -247,6 +247,30 @@ class Cluster:
                           "addressType": "IPv4", "endpoints": endpoints,
                           "ports": [{"name": "p80", "port": 80, "protocol": "TCP"}]})
 
+    async def serve_vips(self, *vips: str, http: bool = True) -> None:
+        """Stand in for kube-proxy and the Pods: each VIP on every node's lo, HTTP there
+        (answering the node's name). `http=False` for VIPs added after the servers."""
+        for host in self.lab.nodes:
+            for vip in vips:
+                await host.add_vip(vip)
+            if http:
+                await host.serve_http()
+
+    async def answering_nodes(self, ip: str, *, client: netlab.Host | None = None,
+                              tries: int = 30, timeout: float = 2.0,
+                              pause: float = 0.2) -> set[str]:
+        """Names of the nodes that answered `tries` HTTP requests to `ip` from `client`
+        (default: the remote client behind the router); a failed request waits `pause`."""
+        seen: set[str] = set()
+        for _ in range(tries):
+            try:
+                body = await self.lab.http_get(client or self.lab.remote_client, ip,
+                                               timeout=timeout)
+                seen.add(body.strip())
+            except netlab.CommandFailed:
+                await asyncio.sleep(pause)
+        return seen
+
     async def events(self, namespace: str, reason: str | None = None) -> list[str]:
         listed = await k8s.CoreV1Api(self.api).list_namespaced_event(namespace)
         return [f"{e.reason}: {e.message}" for e in listed.items

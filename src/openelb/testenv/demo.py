@@ -52,16 +52,6 @@ class _Narrator:
         self._out(f"[{time.monotonic() - self._t0:6.1f}s] {text}")
 
 
-async def _http_nodes(lab: netlab.Lab, client: netlab.Host, ip: str, tries: int) -> list[str]:
-    seen: list[str] = []
-    for _ in range(tries):
-        try:
-            seen.append((await lab.http_get(client, ip, timeout=1.0)).strip())
-        except netlab.CommandFailed:
-            await asyncio.sleep(0.1)
-    return sorted(set(seen))
-
-
 async def _until(probe: Callable[[], Any], timeout: float, interval: float = 0.02) -> float:
     """Seconds until `await probe()` is truthy (raises TimeoutError)."""
     start = time.monotonic()
@@ -108,10 +98,7 @@ async def run(out: Callable[[str], None], *, keep: bool = False,
                         result.lan_ip = ip
                     say(f"service {NAMESPACE}/{name}: EXTERNAL-IP {ip} "
                         f"(assigned in {result.assign_ms[name]:.0f} ms)")
-                for host in lab.nodes:  # stand-ins for kube-proxy and the Pods
-                    await host.add_vip(result.bgp_ip)
-                    await host.add_vip(result.lan_ip)
-                    await host.serve_http()
+                await c.serve_vips(result.bgp_ip, result.lan_ip)
                 await _show_bgp(c, lab, result, say, nodes)
                 await _show_layer2(c, lab, result, say, nodes)
                 await _fail_a_node(c, lab, result, say, nodes)
@@ -129,7 +116,8 @@ async def _show_bgp(c: cluster.Cluster, lab: netlab.Lab, result: DemoResult,
     await lab.router.wait_for_routes(f"{result.bgp_ip}/32", expected, 60, kernel=True)
     result.ecmp_next_hops = sorted(await lab.router.kernel_routes(f"{result.bgp_ip}/32"))
     say(f"router kernel: {result.bgp_ip}/32 via {', '.join(result.ecmp_next_hops)} (ECMP)")
-    result.bgp_answering_nodes = await _http_nodes(lab, lab.remote_client, result.bgp_ip, 20)
+    result.bgp_answering_nodes = sorted(await c.answering_nodes(
+        result.bgp_ip, tries=20, timeout=1.0, pause=0.1))
     say(f"remote client -> http://{result.bgp_ip}: answered by "
         f"{', '.join(result.bgp_answering_nodes)} (20 requests)")
 
@@ -191,8 +179,8 @@ async def _fail_a_node(c: cluster.Cluster, lab: netlab.Lab, result: DemoResult,
         result.bgp_failover_s = round(bgp, 2)
         result.bgp_next_hops_after = sorted(await lab.router.kernel_routes(
             f"{result.bgp_ip}/32"))
-        result.bgp_answering_after = await _http_nodes(lab, lab.remote_client,
-                                                       result.bgp_ip, 10)
+        result.bgp_answering_after = sorted(await c.answering_nodes(
+            result.bgp_ip, tries=10, timeout=1.0, pause=0.1))
         say(f"BGP: router dropped {victim.ipv4} after {result.bgp_failover_s:.2f} s "
             f"(hold time {HOLD_TIME} s); next hops now "
             f"{', '.join(result.bgp_next_hops_after)}; remote http answered by "

@@ -7,37 +7,18 @@ Waits poll with generous timeouts; nothing asserts on elapsed time.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import uuid
 
 import pytest
 
 from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import netlab
 from tests.e2e.conftest import ClusterFactory
 
 pytestmark = pytest.mark.root
 
 NODES = {"node-a": "192.0.2.11", "node-b": "192.0.2.12", "node-c": "192.0.2.13"}
 EVERY_NODE = set(NODES.values())
-
-
-async def _serve(c: testenv_cluster.Cluster, vip: str) -> None:
-    """Stand in for kube-proxy and the Pods: the VIP on each node's lo, HTTP there."""
-    for host in c.lab.nodes:
-        await host.add_vip(vip)
-        await host.serve_http()
-
-
-async def _nodes_answering(c: testenv_cluster.Cluster, vip: str, tries: int = 30) -> set[str]:
-    seen = set()
-    for _ in range(tries):
-        try:
-            seen.add((await c.lab.http_get(c.lab.remote_client, vip)).strip())
-        except netlab.CommandFailed:
-            await asyncio.sleep(0.2)
-    return seen
 
 
 async def _hops(c: testenv_cluster.Cluster, prefix: str, expected: set[str],
@@ -60,8 +41,8 @@ async def test_bgp_story(cluster: ClusterFactory, router_flavour: str) -> None:
         await c.service(ns, "web", pool="bgp-pool")
         (vip,) = await c.wait_for_ips(ns, "web")
         await _hops(c, f"{vip}/32", EVERY_NODE)
-        await _serve(c, vip)
-        assert len(await _nodes_answering(c, vip)) >= 2
+        await c.serve_vips(vip)
+        assert len(await c.answering_nodes(vip)) >= 2
 
         # externalTrafficPolicy Local: only the node with an endpoint, and it follows.
         await c.service(ns, "local", pool="bgp-pool", local=True)

@@ -64,23 +64,6 @@ async def _wait_peer_states(c: testenv_cluster.Cluster, peer: str,
     await netlab.poll_until(f"bgppeer/{peer} nodesPeerStatus == {expected}", probe, timeout)
 
 
-async def _serve(c: testenv_cluster.Cluster, vip: str) -> None:
-    """Stand in for kube-proxy and the Pods: the VIP on each node's lo, HTTP there."""
-    for host in c.lab.nodes:
-        await host.add_vip(vip)
-        await host.serve_http()
-
-
-async def _nodes_answering(c: testenv_cluster.Cluster, vip: str, tries: int = 30) -> set[str]:
-    seen = set()
-    for _ in range(tries):
-        try:
-            seen.add((await c.lab.http_get(c.lab.remote_client, vip)).strip())
-        except netlab.CommandFailed:
-            await asyncio.sleep(0.2)
-    return seen
-
-
 async def _bird_since(c: testenv_cluster.Cluster) -> dict[str, str]:
     """BGP protocol -> `Since` column of `birdc show protocols` (ms resolution): it
     changes whenever the session goes down or comes up again."""
@@ -221,8 +204,8 @@ async def test_ipv6_service_gets_a_128_through_every_node(cluster: ClusterFactor
         assert ipaddress.ip_address(vip) in ipaddress.ip_network("2001:db8:3::/120")
 
         await _hops(c, f"{vip}/128", set(NODES_V6.values()))
-        await _serve(c, vip)
-        assert len(await _nodes_answering(c, vip)) >= 2
+        await c.serve_vips(vip)
+        assert len(await c.answering_nodes(vip)) >= 2
 
 
 # --- status -------------------------------------------------------------------------------

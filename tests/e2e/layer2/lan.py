@@ -34,7 +34,6 @@ __all__ = [
     "measure_takeover",
     "others",
     "owner_runs",
-    "serve",
     "speaker_logs",
     "speaker_owners",
     "wait_for_announce_events",
@@ -69,16 +68,6 @@ def expected_owner(ip: str, nodes: Iterable[str]) -> str:
     chosen = ownership.owner(ipaddress.ip_address(ip), nodes)
     assert chosen is not None
     return chosen
-
-
-async def serve(c: testenv_cluster.Cluster, *vips: str, http: bool = True) -> None:
-    """Stand in for kube-proxy and the Pods: each VIP on every node's lo, HTTP there
-    (answering the node's name). Call with `http=False` for VIPs added later."""
-    for host in c.lab.nodes:
-        for vip in vips:
-            await host.add_vip(vip)
-        if http:
-            await host.serve_http()
 
 
 async def speaker_owners(c: testenv_cluster.Cluster, ip: str) -> set[str]:

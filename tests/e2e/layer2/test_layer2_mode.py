@@ -50,7 +50,7 @@ async def _web(c: testenv_cluster.Cluster, ns: str, name: str = "web", *, v6: bo
                 interface=REACH_V6 if v6 else REACH_V4)
     await c.service(ns, name, pool=pool, local=local, families=("IPv6",) if v6 else ("IPv4",))
     (vip,) = await c.wait_for_ips(ns, name)
-    await lan.serve(c, vip)
+    await c.serve_vips(vip)
     return vip
 
 
