@@ -220,7 +220,7 @@ def cpu_seconds(pid: int) -> float:
 
 def _role(pid: int) -> str | None:
     line = _cmdline(pid)
-    return ("bridge" if "openelb.announce.bgp.bridge" in line else
+    return ("bridge" if line.startswith(("socat ", "/usr/bin/socat ")) else
             "exabgp" if "-m exabgp" in line else
             "speaker" if "openelb speaker" in line else None)
 
@@ -258,7 +258,7 @@ async def bench(latency_count: int, scale_count: int, sigterm_tries: int,
                                       keep_workdir=os.environ.get("OPENELB_LAB_KEEP") == "1")
     async with controlplane.ControlPlane(binaries, cp_settings) as cp, \
             netlab.Lab(lab_settings) as lab, testenv_cluster.Cluster(cp, lab) as c:
-        kube = client.Kube(c.api)
+        kube = await client.Kube.from_kubeconfig(str(cp.kubeconfig))
         nodes = {host.name: host for host in lab.nodes}
         v4_hops = {str(h.ipv4) for h in lab.nodes}
         v6_hops = {str(h.ipv6) for h in lab.nodes}

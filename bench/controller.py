@@ -147,7 +147,7 @@ async def bench(count: int, workers: int, concurrency: int, log_dir: Path,
     async with controlplane.ControlPlane(binaries, settings) as cp, \
             clients.admin_client(cp) as admin:
         await manifests.install(admin, REPO / "deploy" / "crds", REPO / "deploy" / "rbac")
-        kube = client.Kube(admin)
+        kube = await client.Kube.from_kubeconfig(str(cp.kubeconfig))
         await kube.create(resources.NAMESPACES, {"metadata": {"name": NAMESPACE}})
         await kube.create(resources.EIPS, {
             "apiVersion": "network.kubesphere.io/v1alpha2", "kind": "Eip",

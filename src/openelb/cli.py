@@ -71,14 +71,18 @@ def _run_daemon(
     body: Callable[[Any, asyncio.Event], Coroutine[Any, Any, int]],
 ) -> int:
     """Run a daemon's `body(kube, stop)` until it returns; SIGTERM/SIGINT set `stop`."""
-    from openelb.kube import client
+    from openelb.kube import client, config
 
     async def main_loop() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        kube = await client.Kube.from_kubeconfig(kubeconfig)
+        try:
+            kube = await client.Kube.from_kubeconfig(kubeconfig)
+        except config.InvalidConfig as exc:
+            click.echo(f"openelb: cannot reach the apiserver: {exc}", err=True)
+            return 2
         try:
             return await body(kube, stop)
         finally:

@@ -45,5 +45,5 @@ def setup(level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiohttp.access", "kubernetes_asyncio"):
+    for noisy in ("httpcore", "hpack", "aiohttp.access", "kubernetes_asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

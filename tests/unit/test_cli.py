@@ -43,3 +43,19 @@ def test_validate_reports_each_bad_object_and_fails(tmp_path: Path) -> None:
     assert "invalid  eip/b spec.address: 192.0.2.128/25 overlaps eip/a" in result.output
     assert "invalid  eip/c spec.address: range start 198.51.100.9 is after end" in result.output
     assert "3 objects checked, 2 invalid" in result.output
+
+
+@pytest.mark.parametrize("command", ["controller", "speaker"])
+def test_daemons_refuse_an_unusable_kubeconfig_with_the_field(tmp_path: Path,
+                                                              command: str) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text('{"current-context": "ctx", "contexts": [{"name": "ctx", '
+                          '"context": {"cluster": "c", "user": "u"}}], "clusters": '
+                          '[{"name": "c", "cluster": {"server": "https://192.0.2.1"}}], '
+                          '"users": [{"name": "u", "user": {"exec": {"command": "x"}}}]}')
+    args = [command, "--kubeconfig", str(kubeconfig)]
+    if command == "speaker":
+        args += ["--node", "node-a", "--workdir", str(tmp_path / "work")]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 2, result.output
+    assert "users[u].user.exec: credential plugins are not supported" in result.output

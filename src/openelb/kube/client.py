@@ -1,11 +1,13 @@
 """The one door to the kube-apiserver: raw-dict requests, paged lists, watches, patches.
 
-kube/ (DESIGN §3): the only module that sends requests. Built on kubernetes_asyncio
-(an established async client: kubeconfig/in-cluster loading, TLS, token auth) but
-calling its generic `call_api` with `_preload_content=False` and decoding JSON
-ourselves: at 10k Services, building the library's typed model objects costs several
-times the CPU and memory of the plain dicts we keep anyway (api/ parses what we need).
-Errors are translated in kube/errors.py; nothing from the library leaks out.
+kube/ (DESIGN §3): the only module that sends requests. HTTP is httpcore (the connection
+pool, TLS, timeouts and streaming under httpx; httpx itself adds nothing we use and, with
+click and rich installed, imports its CLI too); where the server is and who we are comes
+from kube/config.py.
+Objects travel as plain JSON dicts: api/ parses what we need, and at 10k Services typed
+client models cost several times the CPU and memory of the dicts we keep anyway (and a
+typed Kubernetes client costs ~63 MB on import, more than the speaker's whole budget).
+Errors are translated in kube/errors.py; nothing from httpcore leaks out.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
+import httpcore
 
-from openelb.kube import errors, resources
+from openelb.kube import config, errors, resources
 
 __all__ = ["Kube", "ListResult", "RawObject", "WatchEvent"]
 
@@ -41,29 +43,49 @@ class WatchEvent:
 
 
 class Kube:
-    """An apiserver connection. Owns its ApiClient; close it with `aclose()`."""
+    """An apiserver connection pool. Close it with `aclose()`."""
 
-    def __init__(self, api: k8s.ApiClient, *, request_timeout: float = 30.0) -> None:
-        self._api = api
+    def __init__(self, connection: config.Connection, *, request_timeout: float = 30.0,
+                 max_connections: int = 100) -> None:
+        self._connection = connection
         self._timeout = request_timeout
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=connection.tls,
+            # Watches hold a connection each; reconcilers share the rest.
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections // 2,
+            keepalive_expiry=60.0,
+        )
 
     @classmethod
     async def from_kubeconfig(cls, path: str | None = None) -> Kube:
         """From a kubeconfig file, or the in-cluster ServiceAccount when `path` is None."""
-        configuration = k8s.Configuration()
-        with errors.translated():
-            if path:
-                await k8s_config.load_kube_config(
-                    config_file=path, client_configuration=configuration
-                )
-            else:
-                k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                    client_configuration=configuration
-                )
-        return cls(k8s.ApiClient(configuration=configuration))
+        return cls(config.load(path))
+
+    @property
+    def server(self) -> str:
+        return self._connection.server
 
     async def aclose(self) -> None:
-        await self._api.close()
+        await self._pool.aclose()
+
+    def _url(self, path: str, query: Mapping[str, str | int] | None) -> str:
+        url = self._connection.server + path
+        return f"{url}?{urlencode(query)}" if query else url
+
+    def _headers(self, content_type: str | None = None) -> list[tuple[str, str]]:
+        headers = [("Accept", "application/json"), ("User-Agent", "openelb")]
+        authorization = self._connection.authorization()
+        if authorization:
+            headers.append(("Authorization", authorization))
+        if content_type:
+            headers.append(("Content-Type", content_type))
+        return headers
+
+    @staticmethod
+    def _timeouts(seconds: float, read: float | None = None) -> dict[str, Any]:
+        return {"timeout": {"connect": seconds, "write": seconds, "pool": seconds,
+                            "read": read if read is not None else seconds}}
 
     async def request(
         self,
@@ -76,21 +98,15 @@ class Kube:
         request_timeout: float | None = None,
     ) -> RawObject:
         """One request; returns the decoded JSON body or raises a kube error."""
+        content = None if body is None else json.dumps(body).encode()
         with errors.translated():
-            response = await self._api.call_api(
-                path,
-                method,
-                query_params=list((query or {}).items()),
-                header_params={"Accept": "application/json", "Content-Type": content_type},
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=request_timeout or self._timeout,
+            response = await self._pool.request(
+                method, self._url(path, query),
+                headers=self._headers(content_type if content is not None else None),
+                content=content,
+                extensions=self._timeouts(request_timeout or self._timeout),
             )
-            try:
-                data = await response.read()
-            finally:
-                response.release()
+        data = response.content
         if not 200 <= response.status <= 299:
             raise errors.from_status(response.status, data)
         decoded: RawObject = json.loads(data) if data else {}
@@ -146,27 +162,26 @@ class Kube:
             "timeoutSeconds": timeout_seconds,
         }
         with errors.translated():
-            response = await self._api.call_api(
-                kind.path(), "GET",
-                query_params=list(query.items()),
-                header_params={"Accept": "application/json"},
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=timeout_seconds + 30,
-            )
-            try:
+            async with self._pool.stream(
+                "GET", self._url(kind.path(), query), headers=self._headers(),
+                extensions=self._timeouts(self._timeout, read=timeout_seconds + 30),
+            ) as response:
                 if not 200 <= response.status <= 299:
-                    raise errors.from_status(response.status, await response.read())
-                async for line in response.content:
-                    if not line.strip():
-                        continue
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":
-                        status = event.get("object") or {}
-                        raise errors.from_status(int(status.get("code", 500)), json.dumps(status))
-                    yield WatchEvent(str(event.get("type")), event.get("object") or {})
-            finally:
-                response.release()
+                    raise errors.from_status(response.status, await response.aread())
+                pending = b""
+                async for chunk in response.aiter_stream():
+                    *lines, pending = (pending + chunk).split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield self._watch_event(line)
+
+    @staticmethod
+    def _watch_event(line: bytes) -> WatchEvent:
+        event = json.loads(line)
+        if event.get("type") == "ERROR":
+            status = event.get("object") or {}
+            raise errors.from_status(int(status.get("code", 500)), json.dumps(status))
+        return WatchEvent(str(event.get("type")), event.get("object") or {})
 
     # ---- writes ------------------------------------------------------------------------
 

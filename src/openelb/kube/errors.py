@@ -1,6 +1,6 @@
 """The kube layer's error tree; the only place client-library exceptions are translated.
 
-kube/ (DESIGN §3). Every call into kubernetes_asyncio/aiohttp goes through `translated()`,
+kube/ (DESIGN §3). Every call into httpcore goes through `translated()`,
 so callers see only these types and decide by type whether to retry (STYLE §2.6):
 
     KubeError(OpenELBError)             status, reason, message from the apiserver
@@ -18,8 +18,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 
-import aiohttp
-from kubernetes_asyncio.client import exceptions as k8s_exceptions
+import httpcore
 
 from openelb.api import errors
 
@@ -98,7 +97,6 @@ def translated() -> Iterator[None]:
     """Turn client-library exceptions raised inside the block into our tree."""
     try:
         yield
-    except k8s_exceptions.ApiException as exc:
-        raise from_status(int(exc.status or 0), exc.body) from exc
-    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+    except (TimeoutError, OSError, httpcore.TimeoutException, httpcore.NetworkError,
+            httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
         raise Retryable(0, type(exc).__name__, str(exc) or type(exc).__name__) from exc

@@ -68,18 +68,27 @@ async def remove_test_services(kube: client.Kube) -> int:
 
 
 @pytest.fixture
-async def _no_test_services(admin: k8s.ApiClient) -> AsyncIterator[None]:
-    kube = client.Kube(admin)  # borrows the admin fixture's ApiClient: never closed here
-    await remove_test_services(kube)
-    yield
-    await remove_test_services(kube)
+async def admin_kube(control_plane: controlplane.ControlPlane) -> AsyncIterator[client.Kube]:
+    """Our own kube client acting as the cluster admin."""
+    kube = await client.Kube.from_kubeconfig(str(control_plane.kubeconfig))
+    try:
+        yield kube
+    finally:
+        await kube.aclose()
 
 
 @pytest.fixture
-async def cluster(admin: k8s.ApiClient, namespace: str,
+async def _no_test_services(admin_kube: client.Kube) -> AsyncIterator[None]:
+    await remove_test_services(admin_kube)
+    yield
+    await remove_test_services(admin_kube)
+
+
+@pytest.fixture
+async def cluster(admin_kube: client.Kube, namespace: str,
                   _no_test_services: None) -> AsyncIterator[harness.Cluster]:
     """The admin, working in the test's namespace."""
-    view = harness.Cluster(client.Kube(admin), namespace)
+    view = harness.Cluster(admin_kube, namespace)
     yield view
     for name in view.extra_namespaces:
         with contextlib.suppress(kube_errors.KubeError):
