@@ -1,18 +1,28 @@
 """HTTP endpoints of a daemon: /metrics, /healthz, /readyz (DESIGN §7).
 
 Both daemons (controller, speaker) serve these; readiness is a callable passed in so this
-module knows nothing of caches or leases. aiohttp.web (already our HTTP stack through
-kubernetes_asyncio) serves it on the event loop.
+module knows nothing of caches or leases. Served on the event loop by asyncio streams
+with h11 (the HTTP/1.1 protocol library under httpcore) doing the parsing: a web framework
+would cost the speaker ~14 MB of its per-node budget to answer three GETs. One request
+per connection, answered and closed, which is all probes and Prometheus need.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Callable
 
-from aiohttp import web
+import h11
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 __all__ = ["HealthServer"]
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 16 * 1024  # a probe's request is a few hundred bytes
+READ_TIMEOUT = 10.0
 
 
 class HealthServer:
@@ -21,29 +31,81 @@ class HealthServer:
         self._registry = registry
         self._ready = ready
         self._host, self._port = host, port
-        self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when constructed with port 0)."""
+        if self._server is None or not self._server.sockets:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/readyz", self._readyz)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, self._host, self._port).start()
+        self._server = await asyncio.start_server(self._serve, self._host, self._port)
 
     async def aclose(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
 
-    async def _metrics(self, _: web.Request) -> web.Response:
-        body = generate_latest(self._registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    def _answer(self, method: str, target: str) -> tuple[int, str, bytes]:
+        """(status, content type, body) for one request."""
+        path = target.split("?", 1)[0]
+        if method not in ("GET", "HEAD"):
+            return 405, "text/plain", b"method not allowed\n"
+        if path == "/metrics":
+            return 200, CONTENT_TYPE_LATEST, generate_latest(self._registry)
+        if path == "/healthz":
+            return 200, "text/plain", b"ok\n"
+        if path == "/readyz":
+            ok, why = self._ready()
+            return (200 if ok else 503), "text/plain", f"{why}\n".encode()
+        return 404, "text/plain", b"not found\n"
 
-    async def _healthz(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok\n")
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+        try:
+            try:
+                request = await asyncio.wait_for(self._read_request(reader, connection),
+                                                 READ_TIMEOUT)
+            except h11.RemoteProtocolError as exc:  # h11 still lets us answer it
+                self._send(writer, connection, exc.error_status_hint, "text/plain",
+                           f"bad request: {exc}\n".encode())
+                await writer.drain()
+                return
+            if request is None:
+                return
+            status, content_type, body = self._answer(request.method.decode(),
+                                                      request.target.decode())
+            self._send(writer, connection, status, content_type, body,
+                       with_body=request.method != b"HEAD")
+            await writer.drain()
+        except (TimeoutError, OSError, h11.ProtocolError) as exc:
+            log.debug("health request dropped", extra={"op": "health", "error": repr(exc)})
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
-    async def _readyz(self, _: web.Request) -> web.Response:
-        ok, why = self._ready()
-        return web.Response(text=f"{why}\n", status=200 if ok else 503)
+    @staticmethod
+    def _send(writer: asyncio.StreamWriter, connection: h11.Connection, status: int,
+              content_type: str, body: bytes, *, with_body: bool = True) -> None:
+        headers = [("Content-Type", content_type), ("Content-Length", str(len(body))),
+                   ("Connection", "close")]
+        writer.write(connection.send(h11.Response(status_code=status, headers=headers)) or b"")
+        if with_body:
+            writer.write(connection.send(h11.Data(data=body)) or b"")
+        writer.write(connection.send(h11.EndOfMessage()) or b"")
+
+    @staticmethod
+    async def _read_request(reader: asyncio.StreamReader, connection: h11.Connection
+                            ) -> h11.Request | None:
+        while True:
+            event = connection.next_event()
+            if event is h11.NEED_DATA:
+                connection.receive_data(await reader.read(4096))
+                continue
+            if isinstance(event, h11.Request):
+                return event
+            return None  # ConnectionClosed or anything else: nothing to answer
