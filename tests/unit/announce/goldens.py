@@ -6,7 +6,8 @@ import ipaddress
 
 from openelb.planner import bgp
 
-BRIDGE = ["/usr/bin/python3", "-m", "openelb.announce.bgp.bridge", "/run/openelb/api.sock"]
+BRIDGE = ["/usr/bin/socat", "-t", "1", "STDIO",
+          "UNIX-CONNECT:/run/openelb/api.sock,retry=100,interval=0.1"]
 
 BASE = bgp.PeerSpec(
     name="tor", address=ipaddress.ip_address("192.0.2.1"), peer_as=64513, local_as=64512,

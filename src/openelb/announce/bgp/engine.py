@@ -1,11 +1,13 @@
 """Supervises one ExaBGP process and speaks its text API (acks on, in order).
 
 announce/bgp (DESIGN §3, STYLE §2.8). The engine owns a unix socket; ExaBGP runs
-bridge.py, which connects to it. Every command is awaited until ExaBGP answers `done`
-(or `error`, raised as BgpEngineError); lines before the answer are the command's
-output; JSON lines are events, handed to `on_event`. If ExaBGP exits, it is started
-again with the last configuration (capped backoff) and `on_connect` runs on every new
-bridge connection, so the owner re-sends its full state.
+socat as its API program, which connects to it (the bridge: a byte pipe between
+ExaBGP's stdin/stdout and the socket, so the speaker stays ExaBGP's owner, not its
+child; socat costs ~2 MB where a Python bridge cost 10). Every command is awaited
+until ExaBGP answers `done` (or `error`, raised as BgpEngineError); lines before the
+answer are the command's output; JSON lines are events, handed to `on_event`. If
+ExaBGP exits, it is started again with the last configuration (capped backoff) and
+`on_connect` runs on every new bridge connection, so the owner re-sends its full state.
 
 A `reload` is confirmed from ExaBGP's own log (its output passes through the engine on
 its way to exabgp.log): ExaBGP answers `done` before it reloads, and silently drops the
@@ -21,6 +23,7 @@ import ctypes
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -91,7 +94,18 @@ class Engine:
 
     @property
     def bridge_argv(self) -> list[str]:
-        return [sys.executable, "-m", "openelb.announce.bgp.bridge", str(self.socket_path)]
+        """ExaBGP's API program: socat between its stdio and our socket.
+
+        `retry`/`interval`: ExaBGP may start it before the socket is bound. When either
+        side closes, socat exits; ExaBGP respawns it and the speaker re-sends its state.
+        """
+        socat = shutil.which("socat")
+        if socat is None:
+            raise errors.BgpEngineError("socat not found", "install socat (Debian: socat)")
+        path = str(self.socket_path)
+        if any(c in path for c in ",:!;\"'{}#\\ \t"):  # socat address syntax, ExaBGP words
+            raise errors.BgpEngineError("unusable socket path", path)
+        return [socat, "-t", "1", "STDIO", f"UNIX-CONNECT:{path},retry=100,interval=0.1"]
 
     @property
     def pid(self) -> int | None:
@@ -106,7 +120,13 @@ class Engine:
         self._supervisor = asyncio.create_task(self._supervise(), name="exabgp-supervisor")
 
     async def wait_connected(self, timeout: float = 30.0) -> None:
-        await asyncio.wait_for(self._connected.wait(), timeout)
+        """Until ExaBGP's API program has connected; BgpEngineError after `timeout`."""
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise errors.BgpEngineError(
+                "exabgp api not connected",
+                f"no bridge connection within {timeout:g} s; see {self.log_path}") from None
 
     async def _supervise(self) -> None:
         backoff = 0.5

@@ -9,24 +9,24 @@ of our own instead of pyroute2's IPRoute because, in pyroute2 0.9, the synchrono
 IPRoute runs a private event loop and raises "This event loop is already running"
 inside the speaker's loop, and these lookups must stay synchronous for their callers.
 The kernel answers a non-dump RTM_GET* request while the send call runs, so the read
-never waits in practice; a timeout guards it anyway. Errors mean "absent" (None) or
-become NetlinkFailed; no pyroute2 or OS exception leaves this module.
+never waits in practice; a timeout guards it anyway. pyroute2 is imported on the
+first lookup, not with this module: its package import costs ~11 MB of RSS, which a
+speaker with no layer-2 pool (BGP only, 80 MB budget with ExaBGP) never pays. Errors
+mean "absent" (None) or become NetlinkFailed; no pyroute2 or OS exception leaves this
+module.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import logging
 import socket
 import struct
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address
+from types import SimpleNamespace
 from typing import Any
-
-from pyroute2.netlink import NLM_F_REQUEST, NLMSG_ERROR  # type: ignore[import-untyped]
-from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETROUTE  # type: ignore[import-untyped]
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped]
-from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
 from openelb.announce.layer2 import errors, ethernet
 
@@ -39,6 +39,12 @@ CAN_REACH = "can_reach:"  # OpenELB's spelling: the interface that routes to thi
 TIMEOUT = 1.0  # seconds; a healthy kernel answers within the send call
 ARPHRD_ETHER = 1  # linux/if_arp.h: Ethernet, and veth, bridge, bond, VLAN alike
 IFF_LOOPBACK = 0x8
+# linux/netlink.h and linux/rtnetlink.h (kernel ABI): request flag, error reply, and the
+# two requests we send.
+NLM_F_REQUEST = 0x1
+NLMSG_ERROR = 0x2
+RTM_GETLINK = 18
+RTM_GETROUTE = 26
 RTN_LOCAL = 2  # route type of an address of this host: its interface is lo
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 _SEQUENCE = 1  # one request per fresh socket: any sequence number will do
@@ -59,6 +65,15 @@ class Link:
     def usable(self) -> bool:
         """Can carry ARP/NDP: Ethernet-like with a MAC, and not loopback."""
         return self.mac is not None and not self.loopback and self.name != "lo"
+
+
+@functools.cache
+def _messages() -> SimpleNamespace:
+    """pyroute2's link and route message classes, imported on first use."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped]
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
+
+    return SimpleNamespace(ifinfmsg=ifinfmsg, rtmsg=rtmsg)
 
 
 def _request(message: Any, message_type: int, operation: str) -> bytes | None:
@@ -96,7 +111,7 @@ def _request(message: Any, message_type: int, operation: str) -> bytes | None:
 def _link(data: bytes | None) -> Link | None:
     if data is None:
         return None
-    reply = ifinfmsg(data)
+    reply = _messages().ifinfmsg(data)
     reply.decode()
     text = reply.get_attr("IFLA_ADDRESS")
     mac = None
@@ -113,13 +128,13 @@ def link_by_name(name: str) -> Link | None:
     """The interface called `name` in this network namespace, or None."""
     if not name or len(name) >= 16 or "/" in name:
         return None  # IFNAMSIZ: the kernel would refuse it anyway
-    request = ifinfmsg()
+    request = _messages().ifinfmsg()
     request["attrs"] = [("IFLA_IFNAME", name)]
     return _link(_request(request, RTM_GETLINK, f"get link {name}"))
 
 
 def link_by_index(index: int) -> Link | None:
-    request = ifinfmsg()
+    request = _messages().ifinfmsg()
     request["index"] = index
     return _link(_request(request, RTM_GETLINK, f"get link #{index}"))
 
@@ -129,14 +144,14 @@ def route_interface(destination: IPAddress) -> int | None:
 
     None when there is no route, and for this host's own addresses (they route via lo).
     """
-    request = rtmsg()
+    request = _messages().rtmsg()
     request["family"] = socket.AF_INET if destination.version == 4 else socket.AF_INET6
     request["dst_len"] = destination.max_prefixlen
     request["attrs"] = [("RTA_DST", str(destination))]
     data = _request(request, RTM_GETROUTE, f"get route {destination}")
     if data is None:
         return None
-    reply = rtmsg(data)
+    reply = _messages().rtmsg(data)
     reply.decode()
     oif = reply.get_attr("RTA_OIF")
     if reply["type"] == RTN_LOCAL or oif is None:
