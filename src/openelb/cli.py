@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 import openelb
 from openelb import logfmt, manifests
@@ -48,6 +47,8 @@ def validate(paths: tuple[Path, ...], lb_class: str | None) -> None:
     Each object is checked on its own, then all Eips together (overlaps, defaults).
     Exits 1 if anything is invalid.
     """
+    import yaml  # here, not at the top: the daemons never parse YAML manifests
+
     docs: list[object] = []
     for path in _yaml_files(paths):
         try:

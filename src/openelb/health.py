@@ -2,7 +2,7 @@
 
 Both daemons (controller, speaker) serve these; readiness is a callable passed in so this
 module knows nothing of caches or leases. Served on the event loop by asyncio streams
-with h11 (the HTTP/1.1 protocol library under httpcore) doing the parsing: a web framework
+with h11 (the HTTP/1.1 protocol library kube/http.py uses too) doing the parsing: a web framework
 would cost the speaker ~14 MB of its per-node budget to answer three GETs. One request
 per connection, answered and closed, which is all probes and Prometheus need.
 """

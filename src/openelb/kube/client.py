@@ -1,13 +1,12 @@
 """The one door to the kube-apiserver: raw-dict requests, paged lists, watches, patches.
 
-kube/ (DESIGN §3): the only module that sends requests. HTTP is httpcore (the connection
-pool, TLS, timeouts and streaming under httpx; httpx itself adds nothing we use and, with
-click and rich installed, imports its CLI too); where the server is and who we are comes
-from kube/config.py.
+kube/ (DESIGN §3): the only module that sends requests. HTTP goes through kube/http.py
+(h11 on asyncio streams, see there for why not httpx/httpcore); where the server is and
+who we are comes from kube/config.py.
 Objects travel as plain JSON dicts: api/ parses what we need, and at 10k Services typed
 client models cost several times the CPU and memory of the dicts we keep anyway (and a
 typed Kubernetes client costs ~63 MB on import, more than the speaker's whole budget).
-Errors are translated in kube/errors.py; nothing from httpcore leaks out.
+Errors are translated in kube/errors.py; no transport exception leaks out.
 """
 
 from __future__ import annotations
@@ -18,9 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import httpcore
-
-from openelb.kube import config, errors, resources
+from openelb.kube import config, errors, http, resources
 
 __all__ = ["Kube", "ListResult", "RawObject", "WatchEvent"]
 
@@ -49,13 +46,9 @@ class Kube:
                  max_connections: int = 100) -> None:
         self._connection = connection
         self._timeout = request_timeout
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=connection.tls,
-            # Watches hold a connection each; reconcilers share the rest.
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections // 2,
-            keepalive_expiry=60.0,
-        )
+        # Watches hold a connection each; reconcilers share the rest.
+        self._pool = http.Pool(connection.server, connection.tls,
+                               max_connections=max_connections)
 
     @classmethod
     async def from_kubeconfig(cls, path: str | None = None) -> Kube:
@@ -69,9 +62,9 @@ class Kube:
     async def aclose(self) -> None:
         await self._pool.aclose()
 
-    def _url(self, path: str, query: Mapping[str, str | int] | None) -> str:
-        url = self._connection.server + path
-        return f"{url}?{urlencode(query)}" if query else url
+    @staticmethod
+    def _target(path: str, query: Mapping[str, str | int] | None) -> str:
+        return f"{path}?{urlencode(query)}" if query else path
 
     def _headers(self, content_type: str | None = None) -> list[tuple[str, str]]:
         headers = [("Accept", "application/json"), ("User-Agent", "openelb")]
@@ -81,11 +74,6 @@ class Kube:
         if content_type:
             headers.append(("Content-Type", content_type))
         return headers
-
-    @staticmethod
-    def _timeouts(seconds: float, read: float | None = None) -> dict[str, Any]:
-        return {"timeout": {"connect": seconds, "write": seconds, "pool": seconds,
-                            "read": read if read is not None else seconds}}
 
     async def request(
         self,
@@ -100,15 +88,12 @@ class Kube:
         """One request; returns the decoded JSON body or raises a kube error."""
         content = None if body is None else json.dumps(body).encode()
         with errors.translated():
-            response = await self._pool.request(
-                method, self._url(path, query),
-                headers=self._headers(content_type if content is not None else None),
-                content=content,
-                extensions=self._timeouts(request_timeout or self._timeout),
-            )
-        data = response.content
-        if not 200 <= response.status <= 299:
-            raise errors.from_status(response.status, data)
+            status, data = await self._pool.request(
+                method, self._target(path, query),
+                self._headers(content_type if content is not None else None), content,
+                timeout=request_timeout or self._timeout)
+        if not 200 <= status <= 299:
+            raise errors.from_status(status, data)
         decoded: RawObject = json.loads(data) if data else {}
         return decoded
 
@@ -163,13 +148,13 @@ class Kube:
         }
         with errors.translated():
             async with self._pool.stream(
-                "GET", self._url(kind.path(), query), headers=self._headers(),
-                extensions=self._timeouts(self._timeout, read=timeout_seconds + 30),
+                "GET", self._target(kind.path(), query), self._headers(),
+                timeout=self._timeout, read_timeout=timeout_seconds + 30,
             ) as response:
                 if not 200 <= response.status <= 299:
                     raise errors.from_status(response.status, await response.aread())
                 pending = b""
-                async for chunk in response.aiter_stream():
+                async for chunk in response.aiter_bytes():
                     *lines, pending = (pending + chunk).split(b"\n")
                     for line in lines:
                         if line.strip():

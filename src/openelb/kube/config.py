@@ -17,6 +17,7 @@ ServiceAccount token is what the deployment gives it.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import ssl
 import tempfile
@@ -25,8 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from openelb.api import errors
 
@@ -118,11 +117,10 @@ def in_cluster(directory: Path = SERVICE_ACCOUNT_DIR,
 def from_kubeconfig(path: Path) -> Connection:
     """The current context of the kubeconfig file at `path`."""
     try:
-        document = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise InvalidConfig(f"kubeconfig: cannot read {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise InvalidConfig(f"kubeconfig: {path} is not YAML: {exc}") from exc
+    document = _parse_document(text, path)
     if not isinstance(document, dict):
         raise InvalidConfig(f"kubeconfig: {path} is not a kubeconfig (expected a mapping)")
     base = path.parent
@@ -161,6 +159,21 @@ def from_kubeconfig(path: Path) -> Connection:
     return Connection(server=server.rstrip("/"), tls=tls, token=token, basic_auth=basic)
 
 
+def _parse_document(text: str, path: Path) -> Any:
+    """JSON (a YAML subset, what generated kubeconfigs often are) without importing a YAML
+    parser; anything else through PyYAML, imported only then (it costs ~1 MB per daemon)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InvalidConfig(f"kubeconfig: {path} is not YAML: {exc}") from exc
+
+
 def _named(document: Mapping[str, Any], section: str, name: object, key: str
            ) -> dict[str, Any]:
     for entry in document.get(section) or []:
@@ -189,7 +202,9 @@ def _decoded(value: object, where: str) -> bytes:
 
 def _tls_context(*, ca_file: str | None, ca_data: object, insecure: bool, where: str
                  ) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    """Verifying client context. With a cluster CA, only that CA is trusted (as kubectl
+    does): the system roots are loaded only when the kubeconfig names no CA."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies chain and hostname
     try:
         if ca_file:
             context.load_verify_locations(cafile=ca_file)
@@ -197,6 +212,8 @@ def _tls_context(*, ca_file: str | None, ca_data: object, insecure: bool, where:
             pem = _decoded(ca_data, f"{where}.certificate-authority-data").decode("ascii",
                                                                                 "replace")
             context.load_verify_locations(cadata=pem)
+        if not ca_file and not ca_data and not insecure:
+            context.load_default_certs(ssl.Purpose.SERVER_AUTH)
     except (OSError, ssl.SSLError) as exc:
         raise InvalidConfig(f"{where}.certificate-authority: {exc}") from exc
     if insecure:

@@ -1,6 +1,6 @@
 """The kube layer's error tree; the only place client-library exceptions are translated.
 
-kube/ (DESIGN §3). Every call into httpcore goes through `translated()`,
+kube/ (DESIGN §3). Every call into kube/http.py goes through `translated()`,
 so callers see only these types and decide by type whether to retry (STYLE §2.6):
 
     KubeError(OpenELBError)             status, reason, message from the apiserver
@@ -18,7 +18,7 @@ import contextlib
 import json
 from collections.abc import Iterator
 
-import httpcore
+import h11
 
 from openelb.api import errors
 
@@ -97,6 +97,5 @@ def translated() -> Iterator[None]:
     """Turn client-library exceptions raised inside the block into our tree."""
     try:
         yield
-    except (TimeoutError, OSError, httpcore.TimeoutException, httpcore.NetworkError,
-            httpcore.ProtocolError, httpcore.UnsupportedProtocol) as exc:
+    except (TimeoutError, OSError, h11.ProtocolError) as exc:
         raise Retryable(0, type(exc).__name__, str(exc) or type(exc).__name__) from exc
