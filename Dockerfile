@@ -8,9 +8,9 @@ RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim-bookworm
 # iproute2: route lookups for can_reach interfaces in debugging sessions;
-# socat: the pipe between ExaBGP's API and the speaker (announce/bgp/engine.py).
+# netcat-openbsd: the pipe between ExaBGP's API and the speaker (announce/bgp/engine.py).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends iproute2 socat \
+    && apt-get install -y --no-install-recommends iproute2 netcat-openbsd \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /install /usr/local
 ENTRYPOINT ["openelb"]

@@ -14,10 +14,11 @@ log() { echo "install: $*" >&2; }
 # iproute2: network namespaces for the e2e lab; openssl: control-plane certificates;
 # util-linux: flock for the build cache lock; procps: process checks in tests;
 # bird2, frr, gobgpd: the lab's real BGP routers; socat: apiserver relay into lab
-# namespaces; tcpdump, curl, arping, ping, ndisc6: what lab clients use to check.
+# namespaces; netcat-openbsd: the speaker's pipe to ExaBGP's API; tcpdump, curl,
+# arping, ping, ndisc6: what lab clients use to check.
 debian_packages=(
     iproute2 openssl util-linux procps ca-certificates
-    bird2 frr gobgpd socat tcpdump curl iputils-arping iputils-ping ndisc6
+    bird2 frr gobgpd socat netcat-openbsd tcpdump curl iputils-arping iputils-ping ndisc6
 )
 missing=()
 for pkg in "${debian_packages[@]}"; do

@@ -6,8 +6,7 @@ import ipaddress
 
 from openelb.planner import bgp
 
-BRIDGE = ["/usr/bin/socat", "-t", "1", "STDIO",
-          "UNIX-CONNECT:/run/openelb/api.sock,retry=100,interval=0.1"]
+BRIDGE = ["/usr/bin/nc.openbsd", "-N", "-U", "/run/openelb/api.sock"]
 
 BASE = bgp.PeerSpec(
     name="tor", address=ipaddress.ip_address("192.0.2.1"), peer_as=64513, local_as=64512,
