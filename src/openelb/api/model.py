@@ -37,7 +37,7 @@ class KubeModel(pydantic.BaseModel):
         # Only the CRD's own spellings bind fields: a key such as `namespace_selector` is
         # an unknown field (kept verbatim), exactly as the apiserver and OpenELB see it.
         frozen=True, extra="allow", validate_by_alias=True, validate_by_name=False,
-        validate_default=False
+        validate_default=False, defer_build=True
     )
 
     @pydantic.model_validator(mode="after")

@@ -4,6 +4,10 @@ Pure (DESIGN §3, §4): `NodeInfo.parse(raw)` reads readiness, NetworkUnavailabl
 and InternalIPs; `ready_endpoint_nodes(slices)` reads EndpointSlices into the set of
 nodes that host a ready endpoint of each Service (for externalTrafficPolicy Local).
 Lenient by design: a field the apiserver validates is trusted, a missing one is absent.
+
+`slim_node` and `slim_endpointslice` keep only what those two read, for the speaker's
+caches: a Node's status carries its image list and capacity (often tens of KB), and an
+EndpointSlice its addresses, ports and targetRefs, none of which the speaker reads.
 """
 
 import ipaddress
@@ -13,7 +17,7 @@ from typing import Any
 
 from openelb.api import addresses, annotations
 
-__all__ = ["NodeInfo", "ready_endpoint_nodes"]
+__all__ = ["NodeInfo", "ready_endpoint_nodes", "slim_endpointslice", "slim_node"]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -70,3 +74,34 @@ def ready_endpoint_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[str, froze
             if node and ready is not False:  # absent means ready (API contract)
                 nodes.add(str(node))
     return {k: frozenset(v) for k, v in found.items()}
+
+
+def _slim_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:
+    meta = raw.get("metadata") or {}
+    return {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "labels")
+            if k in meta}
+
+
+def slim_node(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a Node that NodeInfo.parse reads, and its identity."""
+    status = raw.get("status") or {}
+    return {
+        "metadata": _slim_metadata(raw),
+        "status": {
+            "conditions": [{"type": c.get("type"), "status": c.get("status")}
+                           for c in status.get("conditions") or ()],
+            "addresses": [dict(a) for a in status.get("addresses") or ()],
+        },
+    }
+
+
+def slim_endpointslice(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an EndpointSlice that ready_endpoint_nodes reads, and its identity."""
+    return {
+        "metadata": _slim_metadata(raw),
+        "endpoints": [
+            {"nodeName": e.get("nodeName"),
+             "conditions": {"ready": (e.get("conditions") or {}).get("ready")}}
+            for e in raw.get("endpoints") or ()
+        ],
+    }

@@ -6,7 +6,9 @@ them) keyed by `namespace/name` (or `name`), and calls `on_change(key)` for ever
 object that appeared, changed or vanished, including deletes synthesised when a relist
 no longer contains an object. The callback gets only the key: handlers read the cache
 (level-based, STYLE §2.9). Reconnects with capped exponential backoff. Cached objects
-have their keys and short strings interned (half the memory at 10k Services).
+have their keys and short strings interned (half the memory at 10k Services), and an
+optional `transform` keeps only the fields a reader needs (the speaker's Node cache).
+A cache that was transformed must never be written back whole.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ def object_key(obj: Mapping[str, object]) -> str:
     return f"{namespace}/{name}" if namespace else name
 
 
-def _slim(obj: client.RawObject) -> client.RawObject:
+Transform = Callable[[client.RawObject], client.RawObject]
+
+
+def _slim(obj: client.RawObject, transform: Transform | None = None) -> client.RawObject:
     meta = obj.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
-    compacted: client.RawObject = _compact(obj)
+    compacted: client.RawObject = _compact(transform(obj) if transform else obj)
     return compacted
 
 
@@ -74,8 +79,10 @@ class Informer:
         *,
         watch_timeout: int = 300,
         max_backoff: float = 10.0,
+        transform: Transform | None = None,
     ) -> None:
         self.kind = kind
+        self._transform = transform
         self._kube = kube
         self._on_change = on_change
         self._watch_timeout = watch_timeout
@@ -133,7 +140,8 @@ class Informer:
                 # An unchanged object keeps its cached copy: a relist then costs no
                 # second copy of the cache.
                 same = cached is not None and _version(cached) == _version(obj)
-                fresh[key] = cached if same and cached is not None else _slim(obj)
+                fresh[key] = (cached if same and cached is not None
+                              else _slim(obj, self._transform))
             version = page.resource_version
         self.relists += 1
         self.listed_at = time.monotonic()
@@ -159,7 +167,7 @@ class Informer:
             if event.type == "DELETED":
                 self._cache.pop(key, None)
             else:
-                self._cache[key] = _slim(event.object)
+                self._cache[key] = _slim(event.object, self._transform)
             log.debug("watch event", extra={"op": "watch", "event": event.type,
                                             "kind": self.kind.plural, "key": key})
             self._on_change(key)

@@ -10,6 +10,7 @@ withdraws everything (announcer.aclose) before the process exits (DESIGN §4).
 import asyncio
 import base64
 import contextlib
+import functools
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from openelb.announce import layer2 as l2
 from openelb.announce.bgp import announcer
 from openelb.announce.bgp import errors as bgp_errors
 from openelb.announce.liveness import udp
+from openelb.api import nodes
 from openelb.kube import client, events, informer, resources
 from openelb.kube import errors as kube_errors
 from openelb.planner import bgp as bgp_plan
@@ -61,7 +63,14 @@ class Speaker:
             "nodes": resources.NODES, "eips": resources.EIPS,
             "bgpconfs": resources.BGPCONFS, "bgppeers": resources.BGPPEERS,
         }
-        self.informers = {name: informer.Informer(kube, kind, self._changed)
+        # Read-only caches keep only what the planner reads: a Service as its identity
+        # and parsed form, a Node without its status bulk (tens of KB, mostly images).
+        transforms: dict[str, informer.Transform] = {
+            "services": functools.partial(snapshots.service_entry, lb_class=settings.lb_class),
+            "endpointslices": nodes.slim_endpointslice, "nodes": nodes.slim_node,
+        }
+        self.informers = {name: informer.Informer(kube, kind, self._changed,
+                                                  transform=transforms.get(name))
                           for name, kind in kinds.items()}
         self.stats = metrics.SpeakerMetrics(settings.registry)
         self.snapshots = snapshots.SnapshotBuilder(settings.node, settings.lb_class,
@@ -154,7 +163,7 @@ class Speaker:
                 failure = exc
             else:
                 self._count_ownership(l2_plan.announced)
-                await self._post_events("layer2", l2_plan.announced, l2_plan.skipped)
+                self._post_events("layer2", l2_plan.announced, l2_plan.skipped)
         plan = bgp_plan.plan_bgp(snap)
         try:
             await self.bgp.set(plan)
@@ -162,7 +171,7 @@ class Speaker:
             failure = failure or exc
         else:
             self._plan = plan
-            prefixes = {r.prefix for routes in plan.routes.values() for r in routes}
+            prefixes = {r.address for routes in plan.routes.values() for r in routes}
             self.stats.announced_prefixes.set(len(prefixes))
             reasons: dict[str, int] = {}
             for why in plan.skipped.values():
@@ -170,7 +179,7 @@ class Speaker:
             self.stats.skipped.clear()
             for why_text, count in reasons.items():
                 self.stats.skipped.labels(why_text).set(count)
-            await self._post_events("bgp", plan.announced, plan.skipped)
+            self._post_events("bgp", plan.announced, plan.skipped)
             await self.status.write(plan, self.bgp.sessions)
         if failure is not None:
             raise failure
@@ -187,8 +196,10 @@ class Speaker:
             self.stats.layer2_ownership_changes.labels("released").inc()
         self._owned = now
 
-    async def _post_events(self, protocol: str, announced: Mapping[str, frozenset[Any]],
-                           skipped: Mapping[str, eligibility.Skip]) -> None:
+    def _post_events(self, protocol: str, announced: Mapping[str, frozenset[Any]],
+                     skipped: Mapping[str, eligibility.Skip]) -> None:
+        """Log each Service this node starts or stops announcing; its Event is posted in
+        the background (Recorder.emit), so a burst never delays the next plan."""
         node = self.settings.node
         now = dict(announced)
         memory = self._announced[protocol]
@@ -203,21 +214,24 @@ class Speaker:
             ref = events.ObjectRef.of(raw, "Service", "v1")
             how = "over BGP" if protocol == "bgp" else "by ARP/NDP (layer-2 owner)"
             if after:
-                await self.recorder.record(ref, "Normal", ANNOUNCE,
-                                           f"announcing {ips} from node {node} {how}",
-                                           service=key, ip=ips, node=node, protocol=protocol)
+                self.recorder.emit(ref, "Normal", ANNOUNCE,
+                                   f"announcing {ips} from node {node} {how}",
+                                   service=key, ip=ips, node=node, protocol=protocol)
             else:
                 why = str(skipped.get(key, "notAssigned"))
-                await self.recorder.record(ref, "Normal", WITHDRAW,
-                                           f"stopped announcing {ips} from node {node}: {why}",
-                                           service=key, ip=ips, node=node, protocol=protocol,
-                                           reason=why)
+                self.recorder.emit(ref, "Normal", WITHDRAW,
+                                   f"stopped announcing {ips} from node {node}: {why}",
+                                   service=key, ip=ips, node=node, protocol=protocol,
+                                   reason=why)
         self._announced[protocol] = now
 
     async def aclose(self) -> None:
+        """Withdraw first (that is what the routers and LAN wait for), then post the
+        Events still queued, for a second at most."""
         if self.layer2 is not None:
             await self.layer2.aclose()
         await self.bgp.aclose()
+        await self.recorder.aclose(grace=1.0)
 
 
 async def run(kube: client.Kube, settings: SpeakerSettings, stop: asyncio.Event) -> int:

@@ -46,7 +46,7 @@ def test_node_announces_itself_as_next_hop_to_every_selected_peer() -> None:
     assert plan.speaker == bgp_plan.GlobalSpec("192.0.2.11", 64512, 179, ())
     assert [str(p.address) for p in plan.peers] == ["192.0.2.1"]
     assert plan.routes["192.0.2.1"] == frozenset({bgp_plan.Route(
-        ipaddress.ip_network("203.0.113.5/32"), ipaddress.ip_address("192.0.2.11"))})
+        ipaddress.ip_address("203.0.113.5"), ipaddress.ip_address("192.0.2.11"))})
     other = bgp_plan.plan_bgp(_snap("node-b"))
     assert {r.next_hop for r in other.routes["192.0.2.1"]} == {ipaddress.ip_address("192.0.2.12")}
 

@@ -51,9 +51,9 @@ def _route_commands(verb: str, peer: str, routes: Iterable[bgp.Route]) -> Iterat
         head = f"neighbor {peer} {verb} attributes"
         if path_id >= 0:
             head += f" path-information {path_id}"
-        prefixes = sorted(r.prefix for r in group)
+        prefixes = [r.prefix for r in sorted(group, key=lambda r: r.address)]
         for start in range(0, len(prefixes), BATCH):
-            nlri = " ".join(str(p) for p in prefixes[start:start + BATCH])
+            nlri = " ".join(prefixes[start:start + BATCH])
             yield f"{head} next-hop {next_hop} nlri {nlri}"
 
 
