@@ -1,34 +1,33 @@
 """The `openelb` command line: wires subcommands to the packages below; holds no logic.
 
-Subcommands grow with the issues: `validate` checks manifests offline with the same
-validators the controller and webhook use.
+`validate` checks manifests offline with the same validators the controller uses;
+`controller` and `speaker` run the daemons; `demo` runs everything on this machine.
+Parsed with the standard library's argparse, which the interpreter has anyway: click
+cost the speaker ~0.5 MB of RSS per node for a few flags, on an 80 MB budget shared
+with ExaBGP (issue #5).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
 import socket
-from collections.abc import Callable, Coroutine
+import sys
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-import click
-
 import openelb
-from openelb import logfmt, manifests
+from openelb import logfmt
 
 __all__ = ["main"]
 
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(openelb.__version__, prog_name="openelb")
-def main() -> None:
-    """openelb: LoadBalancer IPs for bare-metal Kubernetes (OpenELB-compatible)."""
+Daemon = Callable[[Any, asyncio.Event], Coroutine[Any, Any, int]]
 
 
-def _yaml_files(paths: tuple[Path, ...]) -> list[Path]:
+def _yaml_files(paths: Sequence[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
@@ -38,39 +37,35 @@ def _yaml_files(paths: tuple[Path, ...]) -> list[Path]:
     return found
 
 
-@main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--lb-class", default=None, help="spec.loadBalancerClass openelb answers to.")
-def validate(paths: tuple[Path, ...], lb_class: str | None) -> None:
-    """Check Eip, BgpConf, BgpPeer and Service manifests (files or directories).
-
-    Each object is checked on its own, then all Eips together (overlaps, defaults).
-    Exits 1 if anything is invalid.
-    """
+def _validate(args: argparse.Namespace) -> int:
     import yaml  # here, not at the top: the daemons never parse YAML manifests
 
+    from openelb import manifests
+
+    missing = [str(p) for p in args.paths if not p.exists()]
+    if missing:
+        print(f"openelb validate: no such file or directory: {', '.join(missing)}",
+              file=sys.stderr)
+        return 2
     docs: list[object] = []
-    for path in _yaml_files(paths):
+    for path in _yaml_files(args.paths):
         try:
             docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d)
         except yaml.YAMLError as exc:
-            raise click.ClickException(f"{path}: not valid YAML: {exc}") from None
-    findings = manifests.check_documents(docs, lb_class=lb_class)
+            print(f"openelb validate: {path}: not valid YAML: {exc}", file=sys.stderr)
+            return 1
+    findings = manifests.check_documents(docs, lb_class=args.lb_class)
     for finding in findings:
         if finding.ok:
-            click.echo(f"ok       {finding.ref}")
+            print(f"ok       {finding.ref}")
         else:
-            click.echo(f"invalid  {finding.ref} {finding.error}")
+            print(f"invalid  {finding.ref} {finding.error}")
     bad = sum(not f.ok for f in findings)
-    click.echo(f"{len(findings)} objects checked, {bad} invalid")
-    if bad:
-        raise SystemExit(1)
+    print(f"{len(findings)} objects checked, {bad} invalid")
+    return 1 if bad else 0
 
 
-def _run_daemon(
-    kubeconfig: str | None,
-    body: Callable[[Any, asyncio.Event], Coroutine[Any, Any, int]],
-) -> int:
+def _run_daemon(kubeconfig: str | None, body: Daemon) -> int:
     """Run a daemon's `body(kube, stop)` until it returns; SIGTERM/SIGINT set `stop`."""
     from openelb.kube import client, config
 
@@ -82,7 +77,7 @@ def _run_daemon(
         try:
             kube = await client.Kube.from_kubeconfig(kubeconfig)
         except config.InvalidConfig as exc:
-            click.echo(f"openelb: cannot reach the apiserver: {exc}", err=True)
+            print(f"openelb: cannot reach the apiserver: {exc}", file=sys.stderr)
             return 2
         try:
             return await body(kube, stop)
@@ -97,95 +92,153 @@ def _host_port(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-@main.command()
-@click.option("--kubeconfig", envvar="KUBECONFIG", default=None,
-              help="Kubeconfig file; in-cluster ServiceAccount when unset.")
-@click.option("--namespace", envvar="POD_NAMESPACE", default="openelb-system", show_default=True,
-              help="Namespace of the leader-election Lease.")
-@click.option("--lease-name", default="openelb-controller", show_default=True)
-@click.option("--identity", envvar="POD_NAME", default=None,
-              help="This replica's name in the Lease (default: hostname-pid).")
-@click.option("--lb-class", envvar="OPENELB_LB_CLASS", default=None,
-              help="spec.loadBalancerClass that openelb also answers to.")
-@click.option("--workers", default=32, show_default=True,
-              help="Concurrent reconciles (status writes wait on the apiserver).")
-@click.option("--lease-duration", default=15.0, show_default=True)
-@click.option("--renew-deadline", default=10.0, show_default=True)
-@click.option("--retry-period", default=2.0, show_default=True)
-@click.option("--health-addr", default="0.0.0.0:8080", show_default=True,
-              help="host:port serving /metrics, /healthz and /readyz.")
-@click.option("--log-level", default="info", show_default=True)
-def controller(kubeconfig: str | None, namespace: str, lease_name: str, identity: str | None,
-               lb_class: str | None, workers: int, lease_duration: float,
-               renew_deadline: float, retry_period: float, health_addr: str,
-               log_level: str) -> None:
-    """Assign addresses from Eip pools to LoadBalancer Services (one active replica)."""
+def _controller(args: argparse.Namespace) -> int:
     from openelb.controller import manager
 
-    logfmt.setup(log_level)
-    host, port = _host_port(health_addr)
+    logfmt.setup(args.log_level)
+    host, port = _host_port(args.health_addr)
     settings = manager.ControllerSettings(
-        namespace=namespace, lease_name=lease_name,
-        identity=identity or f"{socket.gethostname()}-{os.getpid()}", lb_class=lb_class,
-        workers=workers, lease_duration=lease_duration, renew_deadline=renew_deadline,
-        retry_period=retry_period, health_host=host, health_port=port)
+        namespace=args.namespace, lease_name=args.lease_name,
+        identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
+        lb_class=args.lb_class, workers=args.workers, lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline, retry_period=args.retry_period,
+        health_host=host, health_port=port)
+    return _run_daemon(args.kubeconfig, lambda kube, stop: manager.run(kube, settings, stop))
 
-    raise SystemExit(_run_daemon(kubeconfig, lambda kube, stop: manager.run(kube, settings, stop)))
 
-
-@main.command()
-@click.option("--kubeconfig", envvar="KUBECONFIG", default=None,
-              help="Kubeconfig file; in-cluster ServiceAccount when unset.")
-@click.option("--node", envvar="NODE_NAME", required=True, help="This node's name.")
-@click.option("--lb-class", envvar="OPENELB_LB_CLASS", default=None)
-@click.option("--workdir", default="/var/run/openelb", show_default=True,
-              type=click.Path(path_type=Path), help="ExaBGP config and sockets.")
-@click.option("--health-addr", default="0.0.0.0:8081", show_default=True)
-@click.option("--namespace", envvar="POD_NAMESPACE", default="openelb-system",
-              show_default=True, help="Namespace of the heartbeat Secret.")
-@click.option("--heartbeat-secret", default="openelb-speaker-heartbeat", show_default=True,
-              help="Secret (key `secret`) that authenticates layer-2 heartbeats.")
-@click.option("--heartbeat-port", default=7473, show_default=True,
-              help="UDP port of layer-2 heartbeats between speakers (0: off).")
-@click.option("--heartbeat-interval", default=0.25, show_default=True)
-@click.option("--heartbeat-timeout", default=1.0, show_default=True,
-              help="A speaker silent this long is dead (layer-2 failover).")
-@click.option("--log-level", default="info", show_default=True)
-def speaker(kubeconfig: str | None, node: str, lb_class: str | None, workdir: Path,
-            health_addr: str, namespace: str, heartbeat_secret: str, heartbeat_port: int,
-            heartbeat_interval: float, heartbeat_timeout: float, log_level: str) -> None:
-    """Announce this node's share of the LoadBalancer addresses (BGP, layer 2)."""
+def _speaker(args: argparse.Namespace) -> int:
     from openelb.announce.liveness import udp
     from openelb.speaker import manager
 
-    logfmt.setup(log_level)
-    host, port = _host_port(health_addr)
+    logfmt.setup(args.log_level)
+    host, port = _host_port(args.health_addr)
     settings = manager.SpeakerSettings(
-        node=node, workdir=workdir, lb_class=lb_class, health_host=host, health_port=port,
-        namespace=namespace, heartbeat_secret=heartbeat_secret,
-        heartbeat=udp.HeartbeatSettings(heartbeat_port, heartbeat_interval, heartbeat_timeout))
+        node=args.node, workdir=args.workdir, lb_class=args.lb_class, health_host=host,
+        health_port=port, namespace=args.namespace, heartbeat_secret=args.heartbeat_secret,
+        heartbeat=udp.HeartbeatSettings(args.heartbeat_port, args.heartbeat_interval,
+                                        args.heartbeat_timeout))
+    return _run_daemon(args.kubeconfig, lambda kube, stop: manager.run(kube, settings, stop))
 
-    raise SystemExit(_run_daemon(kubeconfig, lambda kube, stop: manager.run(kube, settings, stop)))
 
-
-@main.command()
-@click.option("--keep", is_flag=True, help="Leave the lab running (until Ctrl-C) to explore.")
-@click.option("--teardown", is_flag=True, help="Only remove what a killed demo left behind.")
-@click.option("--summary-json", type=click.Path(path_type=Path), default=None,
-              help="Also write the summary as JSON to this file.")
-def demo(keep: bool, teardown: bool, summary_json: Path | None) -> None:
-    """Run openelb end to end on this machine (root): a real apiserver, a BIRD router,
-    three nodes in network namespaces; BGP and layer-2 Services; a node failure."""
-    from openelb.testenv import demo as demo_run
-
+def _demo(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
-        raise click.ClickException(
-            "the demo needs root: it creates network namespaces (run it with sudo)")
-    if teardown:
+        print("openelb demo: needs root: it creates network namespaces (run it with sudo)",
+              file=sys.stderr)
+        return 1
+    try:
+        from openelb.testenv import demo as demo_run
+    except ImportError as exc:
+        print(f"openelb demo: the test environment is not installed ({exc}); "
+              "run hack/install.sh or pip install 'openelb[testenv]'", file=sys.stderr)
+        return 1
+    if args.teardown:
         removed = demo_run.teardown()
-        click.echo(f"removed: {' '.join(removed) or 'nothing'}")
-        return
-    result = asyncio.run(demo_run.run(click.echo, keep=keep, summary_path=summary_json))
+        print(f"removed: {' '.join(removed) or 'nothing'}")
+        return 0
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+
+    result = asyncio.run(demo_run.run(say, keep=args.keep, summary_path=args.summary_json))
     ok = (len(result.ecmp_next_hops) >= 2 and result.lan_failover_s is not None
           and result.bgp_failover_s is not None)
-    raise SystemExit(0 if ok else 1)
+    return 0 if ok else 1
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name) or default
+
+
+def _parser() -> argparse.ArgumentParser:
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="openelb", formatter_class=defaults,
+        description="openelb: LoadBalancer IPs for bare-metal Kubernetes (OpenELB-compatible).")
+    parser.add_argument("--version", action="version",
+                        version=f"openelb, version {openelb.__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser(
+        "validate", formatter_class=defaults,
+        help="check Eip, BgpConf, BgpPeer and Service manifests offline",
+        description="Check Eip, BgpConf, BgpPeer and Service manifests (files or "
+                    "directories). Each object is checked on its own, then all Eips together "
+                    "(overlaps, defaults). Exits 1 if anything is invalid.")
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    validate.add_argument("--lb-class", help="spec.loadBalancerClass openelb answers to")
+    validate.set_defaults(run=_validate)
+
+    controller = commands.add_parser(
+        "controller", formatter_class=defaults,
+        help="assign addresses from Eip pools to LoadBalancer Services",
+        description="Assign addresses from Eip pools to LoadBalancer Services (one active "
+                    "replica, elected through a Lease).")
+    controller.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
+                            help="kubeconfig file ($KUBECONFIG); in-cluster account when unset")
+    controller.add_argument("--namespace", default=_env("POD_NAMESPACE", "openelb-system"),
+                            help="namespace of the leader-election Lease ($POD_NAMESPACE)")
+    controller.add_argument("--lease-name", default="openelb-controller", help="Lease name")
+    controller.add_argument("--identity", default=_env("POD_NAME"),
+                            help="this replica's name in the Lease ($POD_NAME; "
+                                 "default hostname-pid)")
+    controller.add_argument("--lb-class", default=_env("OPENELB_LB_CLASS"),
+                            help="spec.loadBalancerClass openelb also answers to")
+    controller.add_argument("--workers", type=int, default=32,
+                            help="concurrent reconciles (status writes wait on the apiserver)")
+    controller.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
+    controller.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
+    controller.add_argument("--retry-period", type=float, default=2.0, help="seconds")
+    controller.add_argument("--health-addr", default="0.0.0.0:8080",
+                            help="host:port serving /metrics, /healthz and /readyz")
+    controller.add_argument("--log-level", default="info", help="debug, info, warning")
+    controller.set_defaults(run=_controller)
+
+    speaker = commands.add_parser(
+        "speaker", formatter_class=defaults,
+        help="announce this node's share of the addresses (BGP, layer 2)",
+        description="Announce this node's share of the LoadBalancer addresses "
+                    "(BGP through ExaBGP, layer 2 by ARP/NDP).")
+    speaker.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
+                         help="kubeconfig file ($KUBECONFIG); in-cluster account when unset")
+    node = _env("NODE_NAME")
+    speaker.add_argument("--node", default=node, required=node is None,
+                         help="this node's name ($NODE_NAME)")
+    speaker.add_argument("--lb-class", default=_env("OPENELB_LB_CLASS"),
+                         help="spec.loadBalancerClass openelb also answers to")
+    speaker.add_argument("--workdir", type=Path, default=Path("/var/run/openelb"),
+                         help="ExaBGP's configuration and sockets")
+    speaker.add_argument("--health-addr", default="0.0.0.0:8081",
+                         help="host:port serving /metrics, /healthz and /readyz")
+    speaker.add_argument("--namespace", default=_env("POD_NAMESPACE", "openelb-system"),
+                         help="namespace of the heartbeat Secret ($POD_NAMESPACE)")
+    speaker.add_argument("--heartbeat-secret", default="openelb-speaker-heartbeat",
+                         help="Secret (key `secret`) that authenticates layer-2 heartbeats")
+    speaker.add_argument("--heartbeat-port", type=int, default=7473,
+                         help="UDP port of layer-2 heartbeats between speakers (0: off)")
+    speaker.add_argument("--heartbeat-interval", type=float, default=0.25, help="seconds")
+    speaker.add_argument("--heartbeat-timeout", type=float, default=1.0,
+                         help="a speaker silent this long is dead (layer-2 failover)")
+    speaker.add_argument("--log-level", default="info", help="debug, info, warning")
+    speaker.set_defaults(run=_speaker)
+
+    demo = commands.add_parser(
+        "demo", formatter_class=defaults,
+        help="run openelb end to end on this machine (root)",
+        description="Run openelb end to end on this machine (root): a real apiserver, a BIRD "
+                    "router, three nodes in network namespaces; BGP and layer-2 Services; "
+                    "a node failure.")
+    demo.add_argument("--keep", action="store_true",
+                      help="leave the lab running (until Ctrl-C) to explore")
+    demo.add_argument("--teardown", action="store_true",
+                      help="only remove what a killed demo left behind")
+    demo.add_argument("--summary-json", type=Path, default=None,
+                      help="also write the summary as JSON to this file")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """The console script: parse `argv` (default sys.argv[1:]) and exit with the result."""
+    args = _parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    raise SystemExit(run(args))
