@@ -220,8 +220,8 @@ def cpu_seconds(pid: int) -> float:
 
 def _role(pid: int) -> str | None:
     line = _cmdline(pid)
-    return ("bridge" if line.startswith(("socat ", "/usr/bin/socat ")) else
-            "exabgp" if "-m exabgp" in line else
+    return ("bridge" if "nc.openbsd " in line else
+            "exabgp" if "exabgp.application.main" in line else
             "speaker" if "openelb speaker" in line else None)
 
 
@@ -275,6 +275,12 @@ async def bench(latency_count: int, scale_count: int, sigterm_tries: int,
         def prefix(name: str) -> str:
             return str(ipaddress.ip_network(watch.ips[name]))
 
+        def speaker_rss() -> float:
+            """The largest current RSS (MB) of the three speaker processes themselves."""
+            return round(max(_status_kb(c.speakers[n].pid, "VmRSS") for n in nodes) / 1024, 1)
+
+        rss_phases = {"idle": speaker_rss()}
+
         # a. status -> route, one Service at a time.
         first_hop: list[float] = []
         all_hops: list[float] = []
@@ -290,6 +296,8 @@ async def bench(latency_count: int, scale_count: int, sigterm_tries: int,
             first_hop.append(monitor.first_seen[net] - watch.seen[name])
             all_hops.append(monitor.full_at[net] - watch.seen[name])
             from_create.append(monitor.full_at[net] - sent)
+
+        rss_phases[f"after_{latency_count}_services"] = speaker_rss()
 
         # b. 1,000 Services at once.
         scale_names = [f"scale-{i:04d}" for i in range(scale_count)]
@@ -328,6 +336,7 @@ async def bench(latency_count: int, scale_count: int, sigterm_tries: int,
         # c. memory with every route in place.
         await asyncio.sleep(2)
         memory = {name: speaker_memory(c.speakers[name].pid) for name in nodes}
+        rss_phases[f"after_{latency_count + scale_count}_services"] = speaker_rss()
 
         # d. SIGTERM -> withdrawn at the router; restart -> everything back.
         probe = prefix(latency_names[0])
@@ -394,7 +403,9 @@ async def bench(latency_count: int, scale_count: int, sigterm_tries: int,
             # CPU seconds each process spent from the first create to the last route.
             "cpu_s": cpu_spent,
         },
-        "c_peak_rss_mb": {"per_node": memory, "max_total": peak},
+        "c_peak_rss_mb": {"per_node": memory, "max_total": peak,
+                          # Current RSS of the speaker process alone at each phase.
+                          "speaker_now_by_phase": rss_phases},
         "d_sigterm": {
             "tries": sigterm_tries,
             # One Service's /32 (the first of part a) loses the node's next hop.
