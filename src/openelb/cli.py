@@ -149,6 +149,18 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name) or default
 
 
+def _daemon_arguments(command: argparse.ArgumentParser, *, health_addr: str) -> None:
+    """The flags both daemons take."""
+    command.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
+                         help="kubeconfig file ($KUBECONFIG); in-cluster account when unset")
+    command.add_argument("--lb-class", default=_env("OPENELB_LB_CLASS"),
+                         help="spec.loadBalancerClass openelb also answers to "
+                              "($OPENELB_LB_CLASS)")
+    command.add_argument("--health-addr", default=health_addr,
+                         help="host:port serving /metrics, /healthz and /readyz")
+    command.add_argument("--log-level", default="info", help="debug, info, warning, error")
+
+
 def _parser() -> argparse.ArgumentParser:
     defaults = argparse.ArgumentDefaultsHelpFormatter
     parser = argparse.ArgumentParser(
@@ -173,24 +185,18 @@ def _parser() -> argparse.ArgumentParser:
         help="assign addresses from Eip pools to LoadBalancer Services",
         description="Assign addresses from Eip pools to LoadBalancer Services (one active "
                     "replica, elected through a Lease).")
-    controller.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
-                            help="kubeconfig file ($KUBECONFIG); in-cluster account when unset")
+    _daemon_arguments(controller, health_addr="0.0.0.0:8080")
     controller.add_argument("--namespace", default=_env("POD_NAMESPACE", "openelb-system"),
                             help="namespace of the leader-election Lease ($POD_NAMESPACE)")
     controller.add_argument("--lease-name", default="openelb-controller", help="Lease name")
     controller.add_argument("--identity", default=_env("POD_NAME"),
                             help="this replica's name in the Lease ($POD_NAME; "
                                  "default hostname-pid)")
-    controller.add_argument("--lb-class", default=_env("OPENELB_LB_CLASS"),
-                            help="spec.loadBalancerClass openelb also answers to")
     controller.add_argument("--workers", type=int, default=32,
                             help="concurrent reconciles (status writes wait on the apiserver)")
     controller.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
     controller.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
     controller.add_argument("--retry-period", type=float, default=2.0, help="seconds")
-    controller.add_argument("--health-addr", default="0.0.0.0:8080",
-                            help="host:port serving /metrics, /healthz and /readyz")
-    controller.add_argument("--log-level", default="info", help="debug, info, warning")
     controller.set_defaults(run=_controller)
 
     speaker = commands.add_parser(
@@ -198,17 +204,12 @@ def _parser() -> argparse.ArgumentParser:
         help="announce this node's share of the addresses (BGP, layer 2)",
         description="Announce this node's share of the LoadBalancer addresses "
                     "(BGP through ExaBGP, layer 2 by ARP/NDP).")
-    speaker.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
-                         help="kubeconfig file ($KUBECONFIG); in-cluster account when unset")
+    _daemon_arguments(speaker, health_addr="0.0.0.0:8081")
     node = _env("NODE_NAME")
     speaker.add_argument("--node", default=node, required=node is None,
                          help="this node's name ($NODE_NAME)")
-    speaker.add_argument("--lb-class", default=_env("OPENELB_LB_CLASS"),
-                         help="spec.loadBalancerClass openelb also answers to")
     speaker.add_argument("--workdir", type=Path, default=Path("/var/run/openelb"),
                          help="ExaBGP's configuration and sockets")
-    speaker.add_argument("--health-addr", default="0.0.0.0:8081",
-                         help="host:port serving /metrics, /healthz and /readyz")
     speaker.add_argument("--namespace", default=_env("POD_NAMESPACE", "openelb-system"),
                          help="namespace of the heartbeat Secret ($POD_NAMESPACE)")
     speaker.add_argument("--heartbeat-secret", default="openelb-speaker-heartbeat",
@@ -218,7 +219,6 @@ def _parser() -> argparse.ArgumentParser:
     speaker.add_argument("--heartbeat-interval", type=float, default=0.25, help="seconds")
     speaker.add_argument("--heartbeat-timeout", type=float, default=1.0,
                          help="a speaker silent this long is dead (layer-2 failover)")
-    speaker.add_argument("--log-level", default="info", help="debug, info, warning")
     speaker.set_defaults(run=_speaker)
 
     demo = commands.add_parser(

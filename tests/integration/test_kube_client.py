@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,19 @@ def b64(path: str) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
 
 
+@contextlib.asynccontextmanager
+async def connected(path: Path, document: dict[str, Any] | None = None
+                    ) -> AsyncIterator[client.Kube]:
+    """A Kube from the kubeconfig at `path` (written from `document` first, if given)."""
+    if document is not None:
+        path.write_text(json.dumps(document))
+    kube = await client.Kube.from_kubeconfig(str(path))
+    try:
+        yield kube
+    finally:
+        await kube.aclose()
+
+
 async def namespaces_seen(kube: client.Kube) -> set[str]:
     listed = await kube.list(resources.NAMESPACES)
     return {item["metadata"]["name"] for item in listed.items}
@@ -32,11 +47,8 @@ async def namespaces_seen(kube: client.Kube) -> set[str]:
 
 async def test_admin_kubeconfig_with_certificate_files(
         control_plane: controlplane.ControlPlane) -> None:
-    kube = await client.Kube.from_kubeconfig(str(control_plane.kubeconfig))
-    try:
+    async with connected(control_plane.kubeconfig) as kube:
         assert "kube-system" in await namespaces_seen(kube)
-    finally:
-        await kube.aclose()
 
 
 async def test_inline_certificate_data(control_plane: controlplane.ControlPlane,
@@ -47,13 +59,8 @@ async def test_inline_certificate_data(control_plane: controlplane.ControlPlane,
     cluster["certificate-authority-data"] = b64(cluster.pop("certificate-authority"))
     user["client-certificate-data"] = b64(user.pop("client-certificate"))
     user["client-key-data"] = b64(user.pop("client-key"))
-    path = tmp_path / "inline.kubeconfig"
-    path.write_text(json.dumps(document))
-    kube = await client.Kube.from_kubeconfig(str(path))
-    try:
+    async with connected(tmp_path / "inline.kubeconfig", document) as kube:
         assert "kube-system" in await namespaces_seen(kube)
-    finally:
-        await kube.aclose()
 
 
 async def test_token_and_token_file(control_plane: controlplane.ControlPlane,
@@ -65,30 +72,20 @@ async def test_token_and_token_file(control_plane: controlplane.ControlPlane,
     (tmp_path / "token").write_text(token)
     for user in ({"token": token}, {"tokenFile": "token"}):
         document["users"][0]["user"] = user
-        path = tmp_path / "sa.kubeconfig"
-        path.write_text(json.dumps(document))
-        kube = await client.Kube.from_kubeconfig(str(path))
-        try:
+        async with connected(tmp_path / "sa.kubeconfig", document) as kube:
             await kube.list(resources.SERVICES)
             with pytest.raises(errors.Forbidden):
                 await kube.list(resources.Resource("", "v1", "configmaps", "ConfigMap", True))
-        finally:
-            await kube.aclose()
 
 
 async def test_wrong_token_is_refused_by_type(control_plane: controlplane.ControlPlane,
                                               tmp_path: Path) -> None:
     document = admin_document(control_plane)
     document["users"][0]["user"] = {"token": "not-a-token"}
-    path = tmp_path / "bad.kubeconfig"
-    path.write_text(json.dumps(document))
-    kube = await client.Kube.from_kubeconfig(str(path))
-    try:
+    async with connected(tmp_path / "bad.kubeconfig", document) as kube:
         with pytest.raises(errors.Forbidden) as caught:
             await kube.get(resources.NAMESPACES, "default")
         assert caught.value.status == 401
-    finally:
-        await kube.aclose()
 
 
 async def test_a_server_certificate_from_another_ca_is_not_trusted(
@@ -96,20 +93,14 @@ async def test_a_server_certificate_from_another_ca_is_not_trusted(
     document = admin_document(control_plane)
     # Trust only the system roots: the testenv's private CA signed the server certificate.
     document["clusters"][0]["cluster"].pop("certificate-authority")
-    path = tmp_path / "untrusted.kubeconfig"
-    path.write_text(json.dumps(document))
-    kube = await client.Kube.from_kubeconfig(str(path))
-    try:
+    async with connected(tmp_path / "untrusted.kubeconfig", document) as kube:
         with pytest.raises(errors.Retryable, match="CERTIFICATE_VERIFY_FAILED"):
             await kube.get(resources.NAMESPACES, "default")
-    finally:
-        await kube.aclose()
 
 
 async def test_not_found_conflict_and_invalid_by_type(
         control_plane: controlplane.ControlPlane, namespace: str) -> None:
-    kube = await client.Kube.from_kubeconfig(str(control_plane.kubeconfig))
-    try:
+    async with connected(control_plane.kubeconfig) as kube:
         with pytest.raises(errors.NotFound):
             await kube.get(resources.SERVICES, "absent", namespace)
         body = {"metadata": {"name": "cm"}, "data": {"a": "1"}}
@@ -122,15 +113,12 @@ async def test_not_found_conflict_and_invalid_by_type(
         assert "Bad_Name" in caught.value.message
         patched = await kube.patch(configmaps, "cm", {"data": {"b": "2"}}, namespace=namespace)
         assert patched["data"] == {"a": "1", "b": "2"}
-    finally:
-        await kube.aclose()
 
 
 async def test_watch_streams_changes_in_order(control_plane: controlplane.ControlPlane,
                                               namespace: str) -> None:
-    kube = await client.Kube.from_kubeconfig(str(control_plane.kubeconfig))
     configmaps = resources.Resource("", "v1", "configmaps", "ConfigMap", True)
-    try:
+    async with connected(control_plane.kubeconfig) as kube:
         start = (await kube.list(configmaps)).resource_version
         seen: list[tuple[str, str]] = []
 
@@ -148,8 +136,6 @@ async def test_watch_streams_changes_in_order(control_plane: controlplane.Contro
         await kube.delete(configmaps, "w", namespace)
         await asyncio.wait_for(watcher, 30)
         assert seen == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
-    finally:
-        await kube.aclose()
 
 
 async def test_in_cluster_account(control_plane: controlplane.ControlPlane,
