@@ -23,6 +23,7 @@ __all__ = ["EipSync", "pool_signature"]
 log = logging.getLogger(__name__)
 
 INVALID_EIP = "InvalidEip"
+USED_TRUNCATED = "StatusUsedTruncated"
 
 
 class EipSync:
@@ -37,6 +38,7 @@ class EipSync:
         self._reported: dict[str, str] = {}  # eip -> problem text already posted
         self._invalid: dict[str, str] = {}  # eip -> why it does not parse
         self._exported: set[str] = set()  # eips with metric series
+        self._truncated: set[str] = set()  # eips whose status.used is cut, already told
         self.dirty: set[str] = set()
 
     def sync_pools(self) -> set[str]:
@@ -100,6 +102,16 @@ class EipSync:
         if raw is None or name not in self._alloc.pool_map:
             return
         status = self._alloc.pool_status(name)
+        if status.used_truncated and name not in self._truncated:
+            self._truncated.add(name)
+            await self._recorder.record(
+                events.ObjectRef.of(raw, "Eip", "network.kubesphere.io/v1alpha2"),
+                "Warning", USED_TRUNCATED,
+                f"status.used lists the lowest {len(status.used)} of {status.usage} addresses "
+                "in use (an Eip must stay under etcd's object size limit); status.usage and "
+                "each Service's status are complete", eip=name)
+        elif not status.used_truncated:
+            self._truncated.discard(name)
         self._stats.addresses_total.labels(name).set(status.pool_size)
         self._stats.addresses_in_use.labels(name).set(status.usage)
         self._exported.add(name)

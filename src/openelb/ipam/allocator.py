@@ -30,6 +30,9 @@ __all__ = ["Allocator", "Assignment", "PoolStatus", "RebuildReport"]
 IP = addresses.IPAddress
 # Eip status.poolSize is an int64 in the CRD; a /64 pool is reported as this many.
 INT64_MAX = 2**63 - 1
+# Eip status.used is cut beyond this much JSON: about 11,000 entries of IPv6 addresses
+# and typical names, a third of etcd's 1.5 MB object limit.
+USED_BYTES_LIMIT = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class PoolStatus:
     occupied: bool
     ready: bool
     problem: errors.InvalidObject | None = None
+    used_truncated: bool = False  # `used` lists only the lowest addresses (size limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,17 +156,31 @@ class Allocator:
         """Number of Services holding at least one address."""
         return len(self._by_service)
 
-    def pool_status(self, name: str) -> PoolStatus:
-        """Eip status for pool `name`: O(addresses in use in it)."""
+    def pool_status(self, name: str, used_bytes: int = USED_BYTES_LIMIT) -> PoolStatus:
+        """Eip status for pool `name`: O(addresses in use in it).
+
+        `used` lists the lowest addresses and their holders up to about `used_bytes` of
+        JSON; beyond that it is cut (`used_truncated`) while `usage` stays the full
+        count: an Eip must fit etcd's object size limit (1.5 MB), which a complete map
+        would pass at about 30,000 Services in one pool.
+        """
         pool = self._pools[name]
         held = sorted(self._pool_ips.get(name, ()), key=int)
-        used = {str(ip): ";".join(sorted(self._holders[ip])) for ip in held}
+        used: dict[str, str] = {}
+        budget = used_bytes
+        for ip in held:
+            text, holders = str(ip), ";".join(sorted(self._holders[ip]))
+            budget -= len(text) + len(holders) + 6  # two quotes each, colon, comma
+            if budget < 0:
+                break
+            used[text] = holders
         size = pool.span.size
         return PoolStatus(
             name=name,
             pool_size=min(size, INT64_MAX),
             usage=len(held),
             used=used,
+            used_truncated=len(used) < len(held),
             first_ip=str(ranges.to_ip(pool.version, pool.span.first)) if size else "",
             last_ip=str(ranges.to_ip(pool.version, pool.span.last)) if size else "",
             v4=pool.version == 4,

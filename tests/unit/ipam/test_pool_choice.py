@@ -3,6 +3,8 @@ by priority (non-full first), the default pool, else a clear refusal."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from openelb.ipam import allocator
@@ -136,3 +138,19 @@ def test_huge_pools_cost_nothing_until_used() -> None:
     assert alloc.assign(svc("b", pool="v6", families=(6,))).ips == ips("2001:db8::1")
     assert alloc.pool_status("v4").pool_size == 2**24 - 2
     assert alloc.pool_status("v6").pool_size == 2**63 - 1  # capped to the CRD's int64
+
+
+def test_status_used_is_cut_to_its_byte_budget_but_usage_stays_complete() -> None:
+    alloc = allocator.Allocator([pool("big", "198.51.100.0/24")])
+    for i in range(100):
+        alloc.assign(svc(f"service-with-a-long-name-{i:03d}", pool="big"))
+    whole = alloc.pool_status("big")
+    assert whole.usage == 100
+    assert len(whole.used) == 100
+    assert not whole.used_truncated
+    cut = alloc.pool_status("big", used_bytes=2000)
+    assert cut.usage == 100
+    assert cut.used_truncated
+    assert 0 < len(cut.used) < 100
+    assert list(cut.used) == list(whole.used)[:len(cut.used)]  # the lowest addresses
+    assert len(json.dumps(cut.used, separators=(",", ":"))) <= 2000  # as stored
