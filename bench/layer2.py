@@ -61,7 +61,6 @@ RESULTS = REPO / "bench" / "results" / "layer2.json"
 NAMESPACE = "bench-l2"
 POOL = "192.0.2.128-192.0.2.254"  # inside the lab's LAN 192.0.2.0/24 (nodes .11-.99, client .100)
 INTERFACE = "can_reach:192.0.2.1"
-METRICS = "http://127.0.0.1:18081/metrics"
 # tcpdump -n -e -tt: "<epoch> <src mac> > <dst mac>, ethertype ARP ..., length N: <packet>"
 _LINE = re.compile(r"^(?P<at>\d+\.\d+) (?P<src>[0-9a-f:]{17}) > ")
 
@@ -187,23 +186,6 @@ class Bench:
         self.by_mac = {host.mac: host.name for host in c.lab.nodes}
         self.hwm: dict[str, float] = {}
 
-    def logs(self) -> str:
-        return "\n".join(f"--- {n}\n{p.log_text()[-2500:]}" for n, p in self.c.speakers.items())
-
-    async def owners(self, ip: str) -> set[str]:
-        wanted = f'openelb_layer2_owned{{ip="{ip}"'
-        found = set()
-        for host in self.c.lab.nodes:
-            speaker = self.c.speakers.get(host.name)
-            if speaker is None or not speaker.running:
-                continue
-            result = await host.exec("curl", "--silent", "--max-time", "2", METRICS,
-                                     check=False, timeout=10.0)
-            if any(line.startswith(wanted) and line.rstrip().endswith(" 1.0")
-                   for line in result.stdout.splitlines()):
-                found.add(host.name)
-        return found
-
     async def client_view(self, ip: str) -> tuple[str | None, str | None]:
         try:
             body: str | None = (await self.c.lab.http_get(self.client, ip, timeout=1.0)).strip()
@@ -216,13 +198,13 @@ class Bench:
         """Speakers agree that `node` owns `ip`, and the client reaches it there."""
 
         async def probe() -> tuple[bool, object]:
-            owners = await self.owners(ip)
+            owners = await self.c.layer2_owners(ip)
             if owners != {node}:
                 return False, {"owners": owners}
             view = await self.client_view(ip)
             return view == (node, node), {"owners": owners, "client": view}
 
-        await netlab.poll_until(f"{ip} owned by {node}", probe, timeout, self.logs, 0.1)
+        await netlab.poll_until(f"{ip} owned by {node}", probe, timeout, self.c.speaker_logs, 0.1)
 
     def sample_hwm(self) -> None:
         for name, process in self.c.speakers.items():
@@ -240,7 +222,7 @@ class Bench:
         while True:
             if time.monotonic() - started > timeout:
                 raise netlab.WaitTimeout(f"takeover of {ip} by {new}", timeout, last,
-                                         self.logs())
+                                         self.c.speaker_logs())
             if neighbour_s is None:
                 entry = await self.client.neighbor(ip)
                 last = entry
@@ -338,7 +320,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                     return bool(found), found[0] if found else None
 
                 garp_at = await netlab.poll_until(f"gratuitous ARP for {ip}", first_garp,
-                                                  30.0, b.logs, 0.02)
+                                                  30.0, c.speaker_logs, 0.02)
                 assert isinstance(garp_at, float)
                 samples.append({"ip": ip, "owner": owner_of(ip, b.nodes),
                                 "create_to_status_s": round(assigned_at - created, 4),

@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import ipaddress
 import secrets
 import sys
 import time
@@ -23,11 +24,13 @@ from kubernetes_asyncio import client as k8s
 
 from openelb.testenv import clients, components, controlplane, manifests, netlab
 
-__all__ = ["Cluster", "ClusterSettings"]
+__all__ = ["SPEAKER_HEALTH_ADDR", "Cluster", "ClusterSettings"]
 
 REPO = Path(__file__).resolve().parents[3]
 GROUP = "network.kubesphere.io/v1alpha2"
 SYSTEM = "openelb-system"
+# Where every speaker serves /metrics inside its own node namespace.
+SPEAKER_HEALTH_ADDR = "127.0.0.1:18081"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -140,7 +143,7 @@ class Cluster:
         process = await host.spawn([
             sys.executable, "-m", "openelb", "speaker",
             "--kubeconfig", str(self._speaker_kubeconfig[node]), "--node", node,
-            "--workdir", str(host.workdir / "speaker"), "--health-addr", "127.0.0.1:18081",
+            "--workdir", str(host.workdir / "speaker"), "--health-addr", SPEAKER_HEALTH_ADDR,
             "--heartbeat-timeout", str(s.heartbeat_timeout),
             "--heartbeat-interval", str(s.heartbeat_interval),
             "--log-level", s.log_level, *s.speaker_args, *extra,
@@ -270,6 +273,27 @@ class Cluster:
             except netlab.CommandFailed:
                 await asyncio.sleep(pause)
         return seen
+
+    def speaker_logs(self) -> str:
+        """The end of every speaker's log (the relays' logs would drown them)."""
+        return "\n".join(f"--- {name}\n{process.log_text()[-2500:]}"
+                         for name, process in sorted(self.speakers.items()))
+
+    async def layer2_owners(self, ip: str) -> set[str]:
+        """The nodes whose running speaker reports `openelb_layer2_owned` for `ip`."""
+        wanted = f'openelb_layer2_owned{{ip="{ipaddress.ip_address(ip)}"'
+        found = set()
+        for host in self.lab.nodes:
+            speaker = self.speakers.get(host.name)
+            if speaker is None or not speaker.running:
+                continue
+            result = await host.exec("curl", "--silent", "--max-time", "2",
+                                     f"http://{SPEAKER_HEALTH_ADDR}/metrics",
+                                     check=False, timeout=10.0)
+            if any(line.startswith(wanted) and line.rstrip().endswith(" 1.0")
+                   for line in result.stdout.splitlines()):
+                found.add(host.name)
+        return found
 
     async def events(self, namespace: str, reason: str | None = None) -> list[str]:
         listed = await k8s.CoreV1Api(self.api).list_namespaced_event(namespace)

@@ -2,7 +2,7 @@
 the LAN client sees it, and how long a takeover takes on the client's wire.
 
 Test helper for tests/e2e/layer2 (DESIGN §5). The speakers' view comes from each
-speaker's `openelb_layer2_owned` metric (health port 18081 inside its node namespace);
+speaker's `openelb_layer2_owned` metric (Cluster.layer2_owners);
 the client's view from its neighbour table, from which node answers HTTP, and from
 tcpdump lines captured in the client namespace. Nothing here asserts; the tests do.
 """
@@ -31,17 +31,15 @@ __all__ = [
     "client_view",
     "expected_owner",
     "finish",
+    "fresh_resolutions",
     "measure_takeover",
     "others",
     "owner_runs",
-    "speaker_logs",
-    "speaker_owners",
     "wait_for_announce_events",
     "wait_for_client",
     "wait_for_owner",
 ]
 
-HEALTH = "http://127.0.0.1:18081/metrics"  # every speaker's health port (testenv.cluster)
 
 # tcpdump -n -e -tt: "<epoch> <src mac> > <dst mac>, ethertype ..., length N: <packet>"
 _LINE = re.compile(
@@ -57,33 +55,11 @@ class Frame:
     kind: str  # "garp" | "reply" | "request" | "unsolicited" | "advert" | "solicit"
 
 
-def speaker_logs(c: testenv_cluster.Cluster) -> str:
-    """The end of every speaker's log (the relays' logs would drown them)."""
-    return "\n".join(f"--- {name}\n{process.log_text()[-2500:]}"
-                     for name, process in sorted(c.speakers.items()))
-
-
 def expected_owner(ip: str, nodes: Iterable[str]) -> str:
     """The documented rule (docs/layer2.md): the highest sha256("<node>#<ip>") wins."""
     chosen = ownership.owner(ipaddress.ip_address(ip), nodes)
     assert chosen is not None
     return chosen
-
-
-async def speaker_owners(c: testenv_cluster.Cluster, ip: str) -> set[str]:
-    """The nodes whose running speaker reports `openelb_layer2_owned` for `ip`."""
-    wanted = f'openelb_layer2_owned{{ip="{ipaddress.ip_address(ip)}"'
-    found = set()
-    for host in c.lab.nodes:
-        speaker = c.speakers.get(host.name)
-        if speaker is None or not speaker.running:
-            continue
-        result = await host.exec("curl", "--silent", "--max-time", "2", HEALTH,
-                                 check=False, timeout=10.0)
-        if any(line.startswith(wanted) and line.rstrip().endswith(" 1.0")
-               for line in result.stdout.splitlines()):
-            found.add(host.name)
-    return found
 
 
 async def wait_for_owner(c: testenv_cluster.Cluster, ip: str, expected: str | None,
@@ -92,11 +68,11 @@ async def wait_for_owner(c: testenv_cluster.Cluster, ip: str, expected: str | No
     wanted = {expected} if expected else set()
 
     async def probe() -> tuple[bool, object]:
-        owners = await speaker_owners(c, ip)
+        owners = await c.layer2_owners(ip)
         return owners == wanted, owners
 
     await netlab.poll_until(f"speakers: owner of {ip} == {expected}", probe, timeout,
-                            lambda: speaker_logs(c), interval=0.1)
+                            c.speaker_logs, interval=0.1)
     return expected
 
 
@@ -121,7 +97,7 @@ async def wait_for_client(c: testenv_cluster.Cluster, ip: str, node: str,
         return view == (node, node), {"neighbour": view[0], "http": view[1]}
 
     await netlab.poll_until(f"lan client: {ip} at {node}", probe, timeout,
-                            lambda: speaker_logs(c), interval=0.2)
+                            c.speaker_logs, interval=0.2)
 
 
 async def announce_events(c: testenv_cluster.Cluster, namespace: str, ip: str
@@ -154,7 +130,7 @@ async def wait_for_announce_events(c: testenv_cluster.Cluster, namespace: str, i
         return grown == expected, grown
 
     await netlab.poll_until(f"AnnounceIP Events for {ip} grew by {expected}", probe,
-                            timeout, lambda: speaker_logs(c), interval=0.2)
+                            timeout, c.speaker_logs, interval=0.2)
 
 
 def _frames(lines: Iterable[str], ip: str) -> list[Frame]:
@@ -250,7 +226,7 @@ async def measure_takeover(c: testenv_cluster.Cluster, ip: str, old: str, new: s
         elapsed = time.monotonic() - started
         if elapsed > timeout:
             raise netlab.WaitTimeout(f"takeover of {ip} from {old} by {new}", timeout, last,
-                                     speaker_logs(c))
+                                     c.speaker_logs())
         if neighbour_s is None:
             entry = await client.neighbor(ip)
             last = entry
@@ -271,6 +247,21 @@ async def measure_takeover(c: testenv_cluster.Cluster, ip: str, old: str, new: s
                   if f.source == new_mac and f.at >= started_wall), None)
     assert neighbour_s is not None
     return Failover(old, new, first, neighbour_s, http_s)
+
+
+async def fresh_resolutions(c: testenv_cluster.Cluster, vip: str, protocol: str,
+                            times: int = 5) -> tuple[list[str], set[str], int]:
+    """`times` HTTP requests from the LAN client to `vip`, each after flushing its
+    neighbour table, under a capture of `protocol` ("arp" or "icmp6"): (the node names
+    that answered HTTP, the MACs that answered resolution, how many answers)."""
+    client = c.lab.lan_client
+    capture = await client.start_capture(protocol)
+    bodies = []
+    for _ in range(times):
+        await client.flush_neighbors()
+        bodies.append((await c.lab.http_get(client, vip)).strip())
+    macs, answers = answering_macs(await finish(capture), vip)
+    return bodies, macs, answers
 
 
 async def finish(capture: netlab.Capture) -> list[str]:

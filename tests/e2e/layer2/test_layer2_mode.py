@@ -72,16 +72,12 @@ async def test_the_owner_alone_answers_and_the_lan_client_reaches_it(
         await lan.wait_for_owner(c, vip, owner)
         await lan.wait_for_client(c, vip, owner)
 
-        client = c.lab.lan_client
-        capture = await client.start_capture("arp")
-        for _ in range(5):
-            await client.flush_neighbors()
-            assert (await c.lab.http_get(client, vip)).strip() == owner
-        macs, replies = lan.answering_macs(await lan.finish(capture), vip)
+        bodies, macs, replies = await lan.fresh_resolutions(c, vip, "arp")
+        assert bodies == [owner] * 5
         assert macs == {c.lab.node(owner).mac}
         assert replies >= 5
 
-        assert await lan.speaker_owners(c, vip) == {owner}
+        assert await c.layer2_owners(vip) == {owner}
         assert (await lan.announce_events(c, ns, vip)).get(owner, 0) >= 1
 
 
@@ -112,7 +108,7 @@ async def test_a_killed_owner_fails_over_and_takes_the_address_back_once(
         _record(record_property, "restart_back", back)
         await lan.wait_for_owner(c, vip, owner)
         await asyncio.sleep(STABLE_S)
-        assert await lan.speaker_owners(c, vip) == {owner}
+        assert await c.layer2_owners(vip) == {owner}
         runs = lan.owner_runs(await lan.finish(capture), vip, c, story_from)
         record_property("ownership_changes_on_wire", runs)
         print(f"announcements on the wire, in order: {runs}")
@@ -140,7 +136,7 @@ async def test_a_restarted_owner_moves_the_address_at_most_there_and_back(
         await lan.wait_for_owner(c, vip, owner)
         await lan.wait_for_client(c, vip, owner)
         await asyncio.sleep(STABLE_S)
-        assert await lan.speaker_owners(c, vip) == {owner}
+        assert await c.layer2_owners(vip) == {owner}
         runs = lan.owner_runs(await lan.finish(capture), vip, c, story_from)
         record_property("ownership_changes_on_wire", runs)
         print(f"announcements on the wire, in order: {runs}")
@@ -180,7 +176,7 @@ async def test_cutting_the_owners_link_moves_the_address_and_back(
         await lan.wait_for_owner(c, vip, owner)
         quiet_from = time.time()
         await asyncio.sleep(STABLE_S)
-        assert await lan.speaker_owners(c, vip) == {owner}
+        assert await c.layer2_owners(vip) == {owner}
         await lan.wait_for_client(c, vip, owner, timeout=5.0)
         lines = await lan.finish(capture)
         runs = lan.owner_runs(lines, vip, c, story_from)
@@ -205,18 +201,14 @@ async def test_ipv6_owner_answers_ndp_alone_and_fails_over(
         await lan.wait_for_owner(c, vip, owner)
         await lan.wait_for_client(c, vip, owner)
 
-        client = c.lab.lan_client
-        capture = await client.start_capture("icmp6")
-        for _ in range(5):
-            await client.flush_neighbors()
-            assert (await c.lab.http_get(client, vip)).strip() == owner
-        macs, adverts = lan.answering_macs(await lan.finish(capture), vip)
+        bodies, macs, adverts = await lan.fresh_resolutions(c, vip, "icmp6")
+        assert bodies == [owner] * 5
         assert macs == {c.lab.node(owner).mac}
         assert adverts >= 5
         before = await lan.announce_events(c, ns, vip)
         assert before.get(owner, 0) >= 1
 
-        capture = await client.start_capture("icmp6")
+        capture = await c.lab.lan_client.start_capture("icmp6")
         failover = await lan.measure_takeover(
             c, vip, owner, heir, lambda: c.speakers[owner].signal(signal.SIGKILL), capture)
         _record(record_property, "ipv6_sigkill", failover)
@@ -234,7 +226,7 @@ async def test_etp_local_owner_has_an_endpoint_and_follows_it(
     async with cluster(router=None) as c:
         vip = await _web(c, ns, "local", local=True)
         await asyncio.sleep(1.5)  # past the speakers' start-up hold-down
-        assert await lan.speaker_owners(c, vip) == set()
+        assert await c.layer2_owners(vip) == set()
 
         await c.set_endpoints(ns, "local", ["node-b"])
         await lan.wait_for_owner(c, vip, "node-b")
