@@ -55,10 +55,6 @@ class Kube:
         """From a kubeconfig file, or the in-cluster ServiceAccount when `path` is None."""
         return cls(config.load(path))
 
-    @property
-    def server(self) -> str:
-        return self._connection.server
-
     async def aclose(self) -> None:
         await self._pool.aclose()
 

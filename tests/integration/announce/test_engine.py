@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from openelb.announce.bgp import config, engine
+import pytest
+
+from openelb.announce.bgp import config, engine, errors
 
 
 async def test_engine_answers_and_exabgp_runs_without_tls(tmp_path: Path) -> None:
@@ -33,3 +35,14 @@ async def test_engine_answers_and_exabgp_runs_without_tls(tmp_path: Path) -> Non
         assert connects == 1
     finally:
         await bgp.stop()
+
+
+async def test_a_missing_bridge_program_is_a_clear_engine_error(tmp_path: Path) -> None:
+    async def on_connect() -> None:
+        pass
+
+    bgp = engine.Engine(tmp_path, on_event=lambda event: None, on_connect=on_connect)
+    bgp.bridge_argv[0] = str(tmp_path / "no-such-nc")
+    with pytest.raises(errors.BgpEngineError, match=r"nc\.openbsd not found"):
+        await bgp.start(config.render(None, [], bgp.bridge_argv))
+    assert bgp.pid is None  # nothing was started

@@ -23,20 +23,12 @@ def _quote(text: str) -> str:
     return f'"{cleaned}"'
 
 
-def _run_word(word: str) -> str:
-    """One word of the `run` line: quoted when ExaBGP's tokenizer would split it (it
-    treats `,`, `[`, `]` as separators outside quotes; socat's address options use `,`)."""
-    if any(c in word for c in '"\'\\;{}#'):
-        raise ValueError(f"bridge argument {word!r}: has a character ExaBGP cannot quote")
-    return f'"{word}"' if any(c in word for c in ",[] \t") else word
-
-
 def render(speaker: bgp.GlobalSpec | None, peers: Iterable[bgp.PeerSpec],
            bridge_argv: list[str]) -> str:
     """The whole configuration; `bridge_argv` is the API process ExaBGP runs."""
     lines = [
         f"process {PROCESS_NAME} {{",
-        f"    run {' '.join(_run_word(word) for word in bridge_argv)};",
+        f"    run {' '.join(bridge_argv)};",
         "    encoder json;",
         "}",
         "",

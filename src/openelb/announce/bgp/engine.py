@@ -101,30 +101,30 @@ class Engine:
         self._reload_errors: list[str] = []  # why ExaBGP refused a configuration
         self._reload_seen = asyncio.Event()
         self.restarts = 0
+        # ExaBGP's API program: OpenBSD netcat between its stdio and our socket. The
+        # socket is bound before ExaBGP starts, so one connect attempt suffices. `-N`
+        # shuts the socket down when ExaBGP closes nc's stdin (ExaBGP died), so the
+        # engine sees the disconnect; when the engine closes the socket, nc exits,
+        # ExaBGP respawns it and the owner re-sends its state on the new connection.
+        # Resolved once: the owner renders the configuration on every plan round.
+        # start() refuses to run without it, so a node with no BGP never needs nc.
+        self.bridge_argv = [shutil.which("nc.openbsd") or "/usr/bin/nc.openbsd",
+                            "-N", "-U", str(self.socket_path)]
 
-    @property
-    def bridge_argv(self) -> list[str]:
-        """ExaBGP's API program: OpenBSD netcat between its stdio and our socket.
-
-        The socket is bound before ExaBGP starts, so one connect attempt suffices. `-N`
-        shuts the socket down when ExaBGP closes nc's stdin (ExaBGP died), so the engine
-        sees the disconnect; when the engine closes the socket, nc exits and ExaBGP
-        respawns it, and the speaker re-sends its state on the new connection.
-        """
-        netcat = shutil.which("nc.openbsd")
-        if netcat is None:
+    def _check_bridge(self) -> None:
+        netcat, *_, path = self.bridge_argv
+        if not os.access(netcat, os.X_OK):
             raise errors.BgpEngineError("nc.openbsd not found",
                                         "install OpenBSD netcat (Debian: netcat-openbsd)")
-        path = str(self.socket_path)
-        if any(c in path for c in ",;\"'{}[]#\\ \t"):  # would need quoting in ExaBGP's `run`
+        if any(c in path for c in ",;\"'{}[]#\\ \t"):  # ExaBGP's `run` has no quoting
             raise errors.BgpEngineError("unusable socket path", path)
-        return [netcat, "-N", "-U", path]
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
     async def start(self, config_text: str) -> None:
+        self._check_bridge()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(config_text)
         with contextlib.suppress(FileNotFoundError):
