@@ -307,11 +307,30 @@ class Frr(netlab.Router):
             path = self.workdir / name
             path.write_text(text)
             os.chown(path, uid, gid)
+        # A socket left by the previous zebra would let bgpd start before the new zebra
+        # listens: bgpd's first connect fails, it retries only after 10 s, and meanwhile
+        # it knows no interfaces and drops IPv6 routes with link-local next hops.
+        self._zserv.unlink(missing_ok=True)
         zebra = await self._spawn("zebra", self._daemon_argv("zebra"))
         await zebra.wait_until("zebra's zserv socket exists", self._zserv.exists, _START_TIMEOUT)
         bgpd = await self._spawn("bgpd", [*self._daemon_argv("bgpd"), "-p", "179"])
         await _wait_ready(
             "bgpd answers vtysh", bgpd, self.vtysh_argv("show bgp summary json"), _START_TIMEOUT
+        )
+        await self._wait_bgpd_joined_zebra(bgpd)
+
+    async def _wait_bgpd_joined_zebra(self, bgpd: netlab.LabProcess) -> None:
+        """Return once zebra lists bgpd as a client (it then has the interfaces)."""
+
+        async def probe() -> tuple[bool, object]:
+            if not bgpd.running:
+                raise netlab.NetlabError(f"bgpd exited during start:\n{bgpd.log_tail()}")
+            out = await self.vtysh("show zebra client summary")
+            joined = any(line.split()[:1] == ["bgp"] for line in out.splitlines())
+            return joined, out.strip()[-500:]
+
+        await netlab.poll_until(
+            "bgpd connected to zebra", probe, _START_TIMEOUT, self.log_tail, interval=0.1
         )
 
     async def sessions(self) -> dict[str, netlab.SessionState]:
