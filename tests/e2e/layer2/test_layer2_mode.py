@@ -147,6 +147,39 @@ async def test_a_restarted_owner_moves_the_address_at_most_there_and_back(
         await lan.wait_for_announce_events(c, ns, vip, expected, since=before)
 
 
+async def test_speakers_started_together_announce_each_address_from_its_owner_only(
+        cluster: ClusterFactory, record_property: RecordProperty) -> None:
+    """A cold start of every speaker at once (a power cut, a DaemonSet recreated): for
+    each address only the node the rule names sends announcements, and every speaker
+    ends agreeing on it. No address is announced by two nodes on the way."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        await c.eip("lan", POOL_V4, protocol="layer2", interface=REACH_V4)
+        names = [f"web{i}" for i in range(6)]
+        for name in names:
+            await c.service(ns, name, pool="lan")
+        vips = [(await c.wait_for_ips(ns, name))[0] for name in names]
+        owners = {vip: lan.expected_owner(vip, NODES) for vip in vips}
+        for vip, owner in owners.items():
+            await lan.wait_for_owner(c, vip, owner)
+
+        await asyncio.gather(*(c.speakers[node].stop() for node in NODES))
+        capture = await c.lab.lan_client.start_capture("arp")
+        story_from = time.time()
+        for node in NODES:
+            await c.start_speaker(node)
+        for vip, owner in owners.items():
+            await lan.wait_for_owner(c, vip, owner)
+        await asyncio.sleep(STABLE_S)
+        lines = await lan.finish(capture)
+        runs = {vip: lan.owner_runs(lines, vip, c, story_from) for vip in vips}
+        record_property("announcers_on_wire", runs)
+        print(f"announcements on the wire, in order: {runs}")
+        assert runs == {vip: [owner] for vip, owner in owners.items()}
+        for vip, owner in owners.items():
+            assert await c.layer2_owners(vip) == {owner}
+
+
 async def test_cutting_the_owners_link_moves_the_address_and_back(
         cluster: ClusterFactory, record_property: RecordProperty) -> None:
     """Pull the owner's cable: its heartbeats stop, the next node announces and the
