@@ -7,6 +7,12 @@ address. Adding a node moves only the addresses the new node wins (about 1/n of 
 removing a node moves only its own. Candidates are the eligible nodes (Ready, not
 excluded, a ready endpoint for ETP=Local) that are alive by the speakers' heartbeats
 and that can reach the Eip's interface.
+
+Make before break: when the owner is a node that is still joining (alive, but in its
+start-up hold-down, so it answers nothing yet), the node that currently holds the
+address keeps it until the owner says it claims. Only a holder keeps, so this never
+adds a second claimant; without it a returning node's addresses would go unanswered
+for one heartbeat timeout.
 """
 
 import hashlib
@@ -49,9 +55,13 @@ def plan_layer2(
     snap: snapshot.Snapshot,
     live: frozenset[str],
     serving: Mapping[str, frozenset[str]],
+    joining: frozenset[str] = frozenset(),
+    held: frozenset[addresses.IPAddress] = frozenset(),
 ) -> Layer2Plan:
     """Claims of `snap.node`. `serving[node]` lists the layer-2 pools a node can reach;
-    a node missing from `serving` is assumed able to (it has not told us otherwise)."""
+    a node missing from `serving` is assumed able to (it has not told us otherwise).
+    `joining` are live nodes that claim nothing yet, `held` the addresses this node
+    answers for now: it keeps those whose owner is joining (make before break)."""
     claims: set[Layer2Claim] = set()
     owners: dict[addresses.IPAddress, str] = {}
     announced: dict[str, frozenset[addresses.IPAddress]] = {}
@@ -69,6 +79,8 @@ def plan_layer2(
                 if n in live and pool.name in serving.get(n, frozenset({pool.name}))
             ]
             chosen = owner(ip, candidates)
+            if chosen in joining and ip in held:
+                chosen = snap.node
             if chosen is None:
                 skipped[svc.key] = (eligibility.service_skip(snap, svc, snap.node)
                                     or eligibility.Skip.NO_INTERFACE)

@@ -5,7 +5,9 @@ which layer-2 pools this node can serve (its interface resolves here), compute t
 owners from the live set, and hand this node's claims to the Layer2Announcer. While
 the membership is not settled (one heartbeat timeout from the first heartbeat sent to
 the peers) nothing is claimed, so a restarting speaker never answers next to the
-current owner: by then the owner has heard it and let go. The heartbeat secret comes
+current owner: by then the owner has heard it. The current holder keeps answering until
+the newcomer has applied its claims and said so in its heartbeats (make before break,
+planner's ownership), so the address is never left unanswered. The heartbeat secret comes
 from a Secret in the speaker's namespace; without it heartbeats are off and ownership
 falls back to node readiness from the apiserver (slow failover, logged loudly). When
 a peer that could not hear this node comes back without having restarted (a cut link),
@@ -60,9 +62,12 @@ class Layer2Mode:
             live = self.heartbeats.live(fallback=ready)
             serving = {**self.heartbeats.serving(), self.node: mine}
             settled = self.heartbeats.settled()
+            joining = self.heartbeats.joining()
         else:
             live, serving, settled = ready | {self.node}, {self.node: mine}, True
-        plan = ownership.plan_layer2(snap, live, serving)
+            joining = frozenset()
+        held = frozenset(claim.ip for claim in self.announcer.claims)
+        plan = ownership.plan_layer2(snap, live, serving, joining, held)
         claims: set[l2.Claim] = set()
         if settled:
             for claim in plan.claims:
@@ -70,7 +75,13 @@ class Layer2Mode:
                 if iface:
                     claims.add(l2.Claim(claim.ip, iface))
         kept = self.announcer.claims & claims
-        await self.announcer.set(frozenset(claims))
+        try:
+            await self.announcer.set(frozenset(claims))
+        finally:
+            if settled and self.heartbeats is not None:
+                # After the claims (and their first GARPs) went out; also when some
+                # interface failed, or a holder would keep what we did claim forever.
+                self.heartbeats.mark_claiming()
         rejoins = self.heartbeats.rejoins if self.heartbeats is not None else 0
         if rejoins != self._rejoins:
             # A peer that could not hear us came back: it may have answered for our

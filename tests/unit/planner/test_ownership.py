@@ -83,3 +83,50 @@ def test_a_node_that_cannot_reach_the_interface_is_never_owner() -> None:
     plan = ownership.plan_layer2(_snap("node-a", (web,)), live, serving)
     assert plan.owners[IPS[50]] == "node-b"
     assert plan.skipped == {"default/web": eligibility.Skip.NOT_OWNER}
+
+
+def _claimed(node: str, services: tuple, live: frozenset[str], joining: frozenset[str],
+             held: frozenset) -> set:
+    plan = ownership.plan_layer2(_snap(node, services), live, {}, joining, held)
+    return {c.ip for c in plan.claims}
+
+
+def test_the_holder_keeps_an_address_until_its_joining_owner_claims() -> None:
+    """Make before break: node-b returns and owns 192.0.2.150 by the rule, but claims
+    nothing in its hold-down; node-a, which holds the address, keeps answering until
+    node-b says it claims, and lets go then. node-c, which holds nothing, never claims."""
+    web = svc("web", assigned=["192.0.2.150"])
+    ip = IPS[50]
+    live = frozenset({"node-a", "node-b", "node-c"})
+    owner = ownership.owner(ip, live)
+    holder, bystander = sorted(live - {owner})
+    held = frozenset({ip})
+    assert _claimed(holder, (web,), live, frozenset({owner}), held) == {ip}
+    assert _claimed(bystander, (web,), live, frozenset({owner}), frozenset()) == set()
+    assert _claimed(holder, (web,), live, frozenset(), held) == set()
+    assert _claimed(owner, (web,), live, frozenset(), frozenset()) == {ip}
+
+
+@settings(max_examples=200)
+@given(live=st.sets(st.sampled_from(NODE_NAMES[:4]), min_size=1),
+       joining=st.sets(st.sampled_from(NODE_NAMES[:4])),
+       holders=st.lists(st.sampled_from([None, *NODE_NAMES[:4]]), min_size=10, max_size=10))
+def test_keeping_for_a_joining_owner_never_makes_two_claimants(
+        live: set[str], joining: set[str], holders: list[str | None]) -> None:
+    """Whatever joins and whoever holds what (one holder at most per address, as after
+    any earlier round), the nodes that may claim (not joining) claim each address at
+    most once, and an address whose owner is joining stays answered if it was."""
+    services = tuple(svc(f"s{i}", assigned=[str(IPS[i])]) for i in range(10))
+    nodes_live = frozenset(live)
+    joining_live = frozenset(joining) & nodes_live
+    counts = dict.fromkeys(IPS[:10], 0)
+    for node in nodes_live - joining_live:
+        held = frozenset(IPS[i] for i, h in enumerate(holders) if h == node)
+        for ip in _claimed(node, services, nodes_live, joining_live - {node}, held):
+            counts[ip] += 1
+    for i, ip in enumerate(IPS[:10]):
+        assert counts[ip] <= 1
+        owner = ownership.owner(ip, nodes_live)
+        holder = holders[i]
+        if owner in joining_live and holder in nodes_live - joining_live:
+            assert counts[ip] == 1

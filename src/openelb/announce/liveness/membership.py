@@ -19,6 +19,10 @@ heartbeat is younger than `timeout` (monotonic clock). Rules for the edges:
   addresses meanwhile, and the LAN may still point at it. `rejoins` counts such
   returns, so the speaker can announce what it owns once more. A peer that comes back
   with a new boot id restarted: it claimed nothing while down, nothing to correct.
+* Joining: a live peer whose heartbeats say it is not claiming yet (its own start-up
+  hold-down) is `joining`. The node that holds an address such a peer will own keeps
+  answering for it until the peer says it claims (make before break, planner's
+  ownership), so a returning node never leaves its addresses unanswered for a timeout.
 """
 
 from collections.abc import Iterable
@@ -35,6 +39,7 @@ class _Peer:
     seq: int
     heard_at: float
     pools: frozenset[str]
+    claiming: bool
 
 
 @dataclass
@@ -61,7 +66,7 @@ class Membership:
         # above keeps an old boot's captured packets from being replayed for long.
         if known is not None and known.boot == beat.boot and now - known.heard_at > self.timeout:
             self.rejoins += 1
-        self._peers[beat.node] = _Peer(beat.boot, beat.seq, now, beat.pools)
+        self._peers[beat.node] = _Peer(beat.boot, beat.seq, now, beat.pools, beat.claiming)
         self._heard_anyone = True
         return None
 
@@ -72,6 +77,15 @@ class Membership:
         """Whether `node`'s heartbeats count it alive now (O(1), for every packet)."""
         peer = self._peers.get(node)
         return peer is not None and now - peer.heard_at <= self.timeout
+
+    def joining(self, now: float) -> frozenset[str]:
+        """Live peers that do not claim yet (see Joining)."""
+        return frozenset(n for n, p in self._peers.items()
+                         if not p.claiming and now - p.heard_at <= self.timeout)
+
+    def is_joining(self, node: str, now: float) -> bool:
+        peer = self._peers.get(node)
+        return peer is not None and not peer.claiming and now - peer.heard_at <= self.timeout
 
     def live(self, now: float, fallback: Iterable[str] = ()) -> frozenset[str]:
         """Alive nodes, this one included."""

@@ -3,12 +3,17 @@
 announce/liveness: the network half. Sends one datagram to every peer address every
 `interval` seconds and feeds received datagrams through codec.decode and
 Membership.accept; calls `on_change` when the set of live nodes changes, when a peer
-rejoins (Membership.rejoins), and once when the membership settles (the start-up
-hold-down is over: the speaker may claim now, and nothing else would make it plan again
-if the live set did not change). Cost: one ~150-byte datagram per peer per interval
-each way; at 100 nodes and 0.25 s that is 400 packets/s (60 kB/s) in and out per node.
-A received heartbeat costs O(1) unless its sender was dead (bench/layer2.py measures
-about 0.04 % of a core per peer per speaker, so some 4 % at 100 nodes).
+rejoins (Membership.rejoins), when a joining peer starts claiming (the holder of its
+addresses may let go now), and once when the membership settles, at the moment the
+start-up hold-down ends (the speaker may claim now, and nothing else would make it plan
+again if the live set did not change). A heartbeat goes out at once when there are
+peers for the first time (the hold-down counts from there) and when the speaker says it
+claims (`mark_claiming`), so peers do not wait an interval to hear either.
+
+Cost: one ~150-byte datagram per peer per interval each way; at 100 nodes and 0.25 s
+that is 400 packets/s (60 kB/s) in and out per node. A received heartbeat costs O(1)
+unless its sender was dead or starts claiming (bench/layer2.py measures about 0.04 %
+of a core per peer per speaker, so some 4 % at 100 nodes).
 """
 
 import asyncio
@@ -62,6 +67,8 @@ class Heartbeats:
         self._last_live: frozenset[str] = frozenset()
         self._reported_settled = False
         self._sent_to_peers = False
+        self._claiming = False
+        self._wake = asyncio.Event()  # cuts the send loop's sleep short
         self.refused: dict[str, int] = {}
 
     def set_peers(self, peers: Mapping[str, str]) -> None:
@@ -78,6 +85,18 @@ class Heartbeats:
             self._sent_to_peers = True
             self.state.started_at = self._clock()
             self._reported_settled = False
+            self._wake.set()
+
+    @property
+    def claiming(self) -> bool:
+        return self._claiming
+
+    def mark_claiming(self) -> None:
+        """The speaker applied its first claims after the hold-down: say so to the peers
+        now (a peer holding our addresses until then lets go of them)."""
+        if not self._claiming:
+            self._claiming = True
+            self._wake.set()
 
     def set_secret(self, secret: bytes) -> None:
         self._secret = secret
@@ -109,17 +128,25 @@ class Heartbeats:
         # A heartbeat can only add its sender to the live set: the whole set is only
         # recomputed when the sender was not alive (O(1) per packet, not O(peers)).
         known = self.state.heard(decoded.node, now)
+        was_joining = self.state.is_joining(decoded.node, now)
         refusal = self.state.accept(decoded, now, self._wall())
         if refusal is not None:
             self.refused[refusal] = self.refused.get(refusal, 0) + 1
             return
-        if not known:
-            self._check_change(rejoined=self.state.rejoins != rejoins)
+        started_claiming = was_joining and decoded.claiming
+        if started_claiming:
+            log.info("peer claiming", extra={"op": "liveness", "node": self.node,
+                                              "peer": decoded.node})
+        if not known or started_claiming:
+            self._check_change(rejoined=self.state.rejoins != rejoins,
+                               claimed=started_claiming)
 
-    def _check_change(self, rejoined: bool = False) -> None:
+    def _check_change(self, rejoined: bool = False, claimed: bool = False) -> None:
         now = self._clock()
         live = self.state.live(now)
-        changed = rejoined  # the speaker announces its addresses again (Membership)
+        # A rejoin: the speaker announces its addresses again (Membership); a peer that
+        # started claiming: the holder of its addresses lets go.
+        changed = rejoined or claimed
         if live != self._last_live:
             log.info("live speakers changed", extra={
                 "op": "liveness", "node": self.node,
@@ -141,7 +168,8 @@ class Heartbeats:
         while True:
             self._seq += 1
             packet = codec.encode(codec.Heartbeat(self.node, self._boot, self._seq,
-                                                  self._wall(), self.pools), self._secret)
+                                                  self._wall(), self.pools, self._claiming),
+                                  self._secret)
             for address in list(self._peers.values()):
                 family = socket.AF_INET6 if ":" in address else socket.AF_INET
                 for transport in self._transports:
@@ -150,13 +178,23 @@ class Heartbeats:
                         with contextlib.suppress(OSError):
                             transport.sendto(packet, (address, self.settings.port))
             self._check_change()  # silence is noticed here, once per interval
-            await asyncio.sleep(self.settings.interval)
+            pause = self.settings.interval
+            if self._sent_to_peers and not self._reported_settled:
+                # Wake when the hold-down ends, not up to an interval later.
+                settles_in = self.state.started_at + self.settings.timeout - self._clock()
+                pause = max(0.0, min(pause, settles_in))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), pause)
 
     def live(self, fallback: Iterable[str] = ()) -> frozenset[str]:
         return self.state.live(self._clock(), fallback)
 
     def serving(self) -> dict[str, frozenset[str]]:
         return self.state.serving(self._clock())
+
+    def joining(self) -> frozenset[str]:
+        return self.state.joining(self._clock())
 
     def settled(self) -> bool:
         return self.state.settled(self._clock())

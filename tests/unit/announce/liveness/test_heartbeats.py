@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import hmac
+
 from openelb.announce.liveness import codec, membership
 
 SECRET = b"k" * 32
@@ -63,3 +67,27 @@ def test_a_fresh_speaker_is_not_settled_before_one_timeout() -> None:
 def test_own_heartbeats_are_ignored() -> None:
     state = membership.Membership("node-a", started_at=0.0)
     assert state.accept(_beat(1, node="node-a"), now=1.0, wall=1000.0) is codec.Refused.NOT_OURS
+
+
+def test_the_claiming_flag_round_trips_and_old_speakers_count_as_claiming() -> None:
+    joining = dataclasses.replace(_beat(1), claiming=False)
+    assert codec.decode(codec.encode(joining, SECRET), SECRET) == joining
+    # A speaker from before the flag sends no "c": it claims as soon as it settles.
+    body = b'{"n":"node-b","b":"b1","s":1,"t":1000.0,"p":["lan"]}'
+    old = codec.MAGIC + hmac.new(SECRET, body, hashlib.sha256).digest() + body
+    decoded = codec.decode(old, SECRET)
+    assert isinstance(decoded, codec.Heartbeat)
+    assert decoded.claiming
+
+
+def test_a_peer_is_joining_until_its_heartbeats_say_it_claims() -> None:
+    state = membership.Membership("node-a", started_at=0.0, timeout=1.0)
+    state.accept(dataclasses.replace(_beat(1), claiming=False), now=5.0, wall=1000.0)
+    assert state.joining(now=5.1) == {"node-b"}
+    assert state.live(now=5.1) == {"node-a", "node-b"}
+    state.accept(_beat(2, at=1000.2), now=5.2, wall=1000.2)
+    assert state.joining(now=5.3) == frozenset()
+    state.accept(dataclasses.replace(_beat(1, boot="b2", at=1003.0), claiming=False),
+                 now=8.0, wall=1003.0)
+    assert state.joining(now=8.1) == {"node-b"}  # restarted: joining again
+    assert state.joining(now=9.5) == frozenset()  # and dead: not joining either
