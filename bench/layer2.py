@@ -13,7 +13,9 @@ addresses on lo and serves HTTP answering its own name. Then:
    answered by the new owner (`failover_s`); also until the new owner's first gratuitous
    ARP on the client's wire (tcpdump timestamps, same clock). Then restart the killed
    speaker, wait until it owns its address again and the client is back on it, and let
-   its gratuitous repeats finish before the next round;
+   its gratuitous repeats finish before the next round. The handback is read from the
+   speakers' claim/release log lines: how long nobody answered for the address
+   (`handback_unanswered_s`, make before break: 0) and how long both did;
 2. assignment -> first gratuitous ARP, `--garp-samples` times: create a Service, take the
    moment its status.loadBalancer.ingress appears on a watch (the Service status
    written), and the tcpdump timestamp of the first gratuitous ARP for that address in
@@ -295,15 +297,18 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 b.sample_hwm()
                 c.speakers[victim].signal(signal.SIGKILL)
                 neighbour_s, failover_s, garp_s = await b.takeover(ip, heir)
-                restarted = time.monotonic()
+                restarted, restarted_wall = time.monotonic(), time.time()
                 await c.restart_speaker(victim)
                 await b.wait_stable(ip, victim)
                 back_s = time.monotonic() - restarted
+                unanswered_s, overlap_s = handback(c, ip, victim, heir, restarted_wall)
                 rounds.append({"victim": victim, "heir": heir, "ip": ip,
                                "failover_s": round(failover_s, 3),
                                "neighbour_s": round(neighbour_s, 3),
                                "first_garp_s": None if garp_s is None else round(garp_s, 3),
-                               "restart_to_back_s": round(back_s, 3)})
+                               "restart_to_back_s": round(back_s, 3),
+                               "handback_unanswered_s": unanswered_s,
+                               "handback_both_answering_s": overlap_s})
                 print(f"round {index + 1}/{args.rounds}: {rounds[-1]}", file=sys.stderr)
                 await asyncio.sleep(args.settle)  # the returning owner's repeats finish
 
@@ -348,6 +353,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "first_garp_s": summary([r["first_garp_s"] for r in rounds
                                      if r["first_garp_s"] is not None]),
             "restart_to_back_s": summary([r["restart_to_back_s"] for r in rounds]),
+            "handback_unanswered_s": summary([r["handback_unanswered_s"] for r in rounds]),
+            "handback_both_answering_s": summary([r["handback_both_answering_s"]
+                                                  for r in rounds]),
             "targets": {"median_s": 2.0, "p95_s": 3.0},
             "each": rounds,
         },
@@ -360,6 +368,17 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         "speaker_peak_rss_mb": dict(sorted(b.hwm.items())),
         "idle": idle,
     }
+
+
+def handback(c: testenv_cluster.Cluster, ip: str, owner: str, heir: str, since: float
+             ) -> tuple[float, float]:
+    """From the speakers' logs, once `owner` restarted at epoch `since` and took `ip`
+    back from `heir`: (seconds nobody answered for it, seconds both did)."""
+    unanswered = sum(end - start for start, end in c.layer2_unanswered(ip, since))
+    later = [(at, node, kind) for at, node, kind in c.layer2_claim_history(ip) if at >= since]
+    claimed = min(at for at, node, kind in later if (node, kind) == (owner, "claim"))
+    released = min(at for at, node, kind in later if (node, kind) == (heir, "release"))
+    return round(unanswered, 3), round(max(0.0, released - claimed), 3)
 
 
 def main() -> int:

@@ -12,7 +12,9 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
+import datetime
 import ipaddress
+import re
 import secrets
 import sys
 import time
@@ -31,6 +33,11 @@ GROUP = "network.kubesphere.io/v1alpha2"
 SYSTEM = "openelb-system"
 # Where every speaker serves /metrics inside its own node namespace.
 SPEAKER_HEALTH_ADDR = "127.0.0.1:18081"
+# The speakers' own record of what they answer for (logfmt lines of the announcer).
+_CLAIM_LOG = re.compile(
+    r'^ts=(?P<ts>\S+) .*?msg="(?P<msg>speaker started|layer2 claim|layer2 release)"'
+    r"(?: ip=(?P<ip>\S+))?")
+_CLAIM_ORDER = {"start": 0, "claim": 1, "release": 2}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -294,6 +301,49 @@ class Cluster:
                    for line in result.stdout.splitlines()):
                 found.add(host.name)
         return found
+
+    def layer2_claim_history(self, ip: str) -> list[tuple[float, str, str]]:
+        """(epoch, node, "start" | "claim" | "release") for `ip` from every speaker's
+        log, in time order (claims before releases within one millisecond)."""
+        address = str(ipaddress.ip_address(ip))
+        events = []
+        for host in self.lab.nodes:
+            path = host.workdir / "speaker.log"
+            if not path.exists():
+                continue
+            for line in path.read_text(errors="replace").splitlines():
+                match = _CLAIM_LOG.match(line)
+                if match is None:
+                    continue
+                kind = "start" if match["msg"] == "speaker started" else match["msg"][7:]
+                if kind != "start" and match["ip"] != address:
+                    continue
+                at = datetime.datetime.fromisoformat(match["ts"].replace("Z", "+00:00"))
+                events.append((at.timestamp(), host.name, kind))
+        return sorted(events, key=lambda e: (e[0], _CLAIM_ORDER[e[2]]))
+
+    def layer2_unanswered(self, ip: str, since: float) -> list[tuple[float, float]]:
+        """Spans (epoch from, to) after `since` in which no speaker claimed `ip`, from
+        their logs. A "speaker started" line ends what that node's previous process
+        claimed (a SIGKILL logs nothing)."""
+        holders: set[str] = set()
+        gaps: list[tuple[float, float]] = []
+        empty_from: float | None = None
+        for at, node, kind in self.layer2_claim_history(ip):
+            if kind == "claim":
+                holders.add(node)
+            else:
+                holders.discard(node)
+            if at < since:
+                continue
+            if not holders and empty_from is None:
+                empty_from = at
+            elif holders and empty_from is not None:
+                gaps.append((empty_from, at))
+                empty_from = None
+        if empty_from is not None:
+            gaps.append((empty_from, time.time()))
+        return gaps
 
     async def events(self, namespace: str, reason: str | None = None) -> list[str]:
         listed = await k8s.CoreV1Api(self.api).list_namespaced_event(namespace)

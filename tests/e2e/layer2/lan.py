@@ -273,3 +273,4 @@ async def finish(capture: netlab.Capture) -> list[str]:
 
 def others(nodes: Sequence[str], *without: str) -> list[str]:
     return [n for n in nodes if n not in without]
+

@@ -102,6 +102,7 @@ async def test_a_killed_owner_fails_over_and_takes_the_address_back_once(
         _record(record_property, "sigkill", failover)
         await lan.wait_for_owner(c, vip, heir)
         await lan.wait_for_announce_events(c, ns, vip, {heir: 1}, since=before)
+        heir_holds_from = time.time()
 
         await c.restart_speaker(owner)
         back = await lan.measure_takeover(c, vip, heir, owner, lambda: None, capture)
@@ -114,6 +115,13 @@ async def test_a_killed_owner_fails_over_and_takes_the_address_back_once(
         print(f"announcements on the wire, in order: {runs}")
         assert runs == [heir, owner]
         await lan.wait_for_announce_events(c, ns, vip, {heir: 1, owner: 1}, since=before)
+        # Make before break: the heir answered until the returning owner claimed.
+        assert c.layer2_unanswered(vip, heir_holds_from) == []
+        later = [(at, node, kind) for at, node, kind in c.layer2_claim_history(vip)
+                 if at >= heir_holds_from]
+        claimed = next(at for at, node, kind in later if (node, kind) == (owner, "claim"))
+        released = next(at for at, node, kind in later if (node, kind) == (heir, "release"))
+        record_property("handback_both_answering_s", round(released - claimed, 3))
 
 
 async def test_a_restarted_owner_moves_the_address_at_most_there_and_back(
