@@ -10,9 +10,9 @@ and that can reach the Eip's interface.
 
 Make before break: when the owner is a node that is still joining (alive, but in its
 start-up hold-down, so it answers nothing yet), the node that currently holds the
-address keeps it until the owner says it claims. Only a holder keeps, so this never
-adds a second claimant; without it a returning node's addresses would go unanswered
-for one heartbeat timeout.
+address keeps it, while it is a candidate itself, until the owner says it claims.
+Only a holder keeps, so this never adds a second claimant; without it a returning
+node's addresses would go unanswered for one heartbeat timeout.
 """
 
 import hashlib
@@ -79,7 +79,7 @@ def plan_layer2(
                 if n in live and pool.name in serving.get(n, frozenset({pool.name}))
             ]
             chosen = owner(ip, candidates)
-            if chosen in joining and ip in held:
+            if chosen in joining and ip in held and snap.node in candidates:
                 chosen = snap.node
             if chosen is None:
                 skipped[svc.key] = (eligibility.service_skip(snap, svc, snap.node)

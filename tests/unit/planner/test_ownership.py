@@ -87,7 +87,8 @@ def test_a_node_that_cannot_reach_the_interface_is_never_owner() -> None:
 
 def _claimed(node: str, services: tuple, live: frozenset[str], joining: frozenset[str],
              held: frozenset) -> set:
-    plan = ownership.plan_layer2(_snap(node, services), live, {}, joining, held)
+    snap = _snap(node, services, tuple(NODE_NAMES[:4]))
+    plan = ownership.plan_layer2(snap, live, {}, joining, held)
     return {c.ip for c in plan.claims}
 
 
@@ -130,3 +131,14 @@ def test_keeping_for_a_joining_owner_never_makes_two_claimants(
         holder = holders[i]
         if owner in joining_live and holder in nodes_live - joining_live:
             assert counts[ip] == 1
+
+
+def test_a_holder_that_lost_its_endpoint_does_not_keep_for_a_joining_owner() -> None:
+    """ETP=Local: the endpoint moved to node-b, which is joining; node-a, which held the
+    address, has no endpoint any more and lets go at once instead of keeping it."""
+    web = svc("web", assigned=["192.0.2.150"], local=True)
+    live = frozenset({"node-a", "node-b", "node-c"})
+    snap = _snap("node-a", (web,), endpoints={"default/web": frozenset({"node-b"})})
+    plan = ownership.plan_layer2(snap, live, {}, frozenset({"node-b"}), frozenset({IPS[50]}))
+    assert plan.claims == frozenset()
+    assert plan.owners[IPS[50]] == "node-b"
