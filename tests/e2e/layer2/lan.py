@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import ipaddress
 import re
 import time
@@ -35,6 +36,7 @@ __all__ = [
     "measure_takeover",
     "others",
     "owner_runs",
+    "settled_views",
     "wait_for_announce_events",
     "wait_for_client",
     "wait_for_owner",
@@ -274,3 +276,24 @@ async def finish(capture: netlab.Capture) -> list[str]:
 def others(nodes: Sequence[str], *without: str) -> list[str]:
     return [n for n in nodes if n not in without]
 
+
+
+_SETTLED = re.compile(r'^ts=(?P<ts>\S+) .*msg="live speakers settled" .*\blive=(?P<live>\S*)')
+
+
+def settled_views(c: testenv_cluster.Cluster, since: float) -> dict[str, set[str]]:
+    """Node -> the live speakers it saw when its start-up hold-down ended (the last
+    "live speakers settled" line of its log at or after epoch `since`)."""
+    views: dict[str, set[str]] = {}
+    for host in c.lab.nodes:
+        path = host.workdir / "speaker.log"
+        if not path.exists():
+            continue
+        for line in path.read_text(errors="replace").splitlines():
+            match = _SETTLED.match(line)
+            if match is None:
+                continue
+            at = datetime.datetime.fromisoformat(match["ts"].replace("Z", "+00:00"))
+            if at.timestamp() >= since:
+                views[host.name] = set(filter(None, match["live"].split(",")))
+    return views

@@ -159,7 +159,12 @@ async def test_speakers_started_together_announce_each_address_from_its_owner_on
         cluster: ClusterFactory, record_property: RecordProperty) -> None:
     """A cold start of every speaker at once (a power cut, a DaemonSet recreated): for
     each address only the node the rule names sends announcements, and every speaker
-    ends agreeing on it. No address is announced by two nodes on the way."""
+    ends agreeing on it. No address is announced by two nodes on the way.
+
+    That holds when each speaker had heard all the others by the end of its hold-down,
+    which their logs say. On a machine so loaded that one speaker came up a heartbeat
+    timeout after the others, the others rightly served its addresses until it did:
+    then each address may move once, to its owner, and no more."""
     ns = _namespace()
     async with cluster(router=None) as c:
         await c.eip("lan", POOL_V4, protocol="layer2", interface=REACH_V4)
@@ -183,7 +188,18 @@ async def test_speakers_started_together_announce_each_address_from_its_owner_on
         runs = {vip: lan.owner_runs(lines, vip, c, story_from) for vip in vips}
         record_property("announcers_on_wire", runs)
         print(f"announcements on the wire, in order: {runs}")
-        assert runs == {vip: [owner] for vip, owner in owners.items()}
+        views = lan.settled_views(c, story_from)
+        together = views == {node: set(NODES) for node in NODES}
+        record_property("all_settled_hearing_all", together)
+        if together:
+            assert runs == {vip: [owner] for vip, owner in owners.items()}
+        else:
+            assert all(runs[vip][-1:] == [owner] and len(runs[vip]) <= 2
+                       for vip, owner in owners.items()), (views, runs)
+        for vip in vips:  # once answered, never unanswered again (make before break)
+            first = min(at for at, _, kind in c.layer2_claim_history(vip)
+                        if kind == "claim" and at >= story_from)
+            assert c.layer2_unanswered(vip, first) == []
         for vip, owner in owners.items():
             assert await c.layer2_owners(vip) == {owner}
 
