@@ -7,7 +7,9 @@ the membership is not settled (one heartbeat timeout from the first heartbeat se
 the peers) nothing is claimed, so a restarting speaker never answers next to the
 current owner: by then the owner has heard it. The current holder keeps answering until
 the newcomer has applied its claims and said so in its heartbeats (make before break,
-planner's ownership), so the address is never left unanswered. The heartbeat secret comes
+planner's ownership), so the address is never left unanswered; on SIGTERM the speaker
+says it leaves and keeps answering one interval more while the others take over. The
+heartbeat secret comes
 from a Secret in the speaker's namespace; without it heartbeats are off and ownership
 falls back to node readiness from the apiserver (slow failover, logged loudly). When
 a peer that could not hear this node comes back without having restarted (a cut link),
@@ -96,6 +98,10 @@ class Layer2Mode:
         return plan
 
     async def aclose(self) -> None:
+        """Hand over, then stop: the peers hear that this speaker leaves and take its
+        addresses at once; it keeps answering for one heartbeat interval meanwhile."""
+        if self.heartbeats is not None:
+            await self.heartbeats.leave()
         await self.announcer.aclose()
         if self.heartbeats is not None:
             await self.heartbeats.aclose()

@@ -228,9 +228,10 @@ class Speaker:
     async def aclose(self) -> None:
         """Withdraw first (that is what the routers and LAN wait for), then post the
         Events still queued, for a second at most."""
+        closing = [self.bgp.aclose()]
         if self.layer2 is not None:
-            await self.layer2.aclose()
-        await self.bgp.aclose()
+            closing.append(self.layer2.aclose())  # its handover takes an interval
+        await asyncio.gather(*closing)
         await self.recorder.aclose(grace=1.0)
 
 

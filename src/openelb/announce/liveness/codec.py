@@ -5,7 +5,8 @@ where body is compact JSON: node name, boot id (random per process start), seque
 number (strictly increasing within a boot), wall-clock time, the layer-2 pools the
 node can serve, and whether its start-up hold-down is over and it has taken its claims
 (`claiming`; absent in heartbeats of speakers that predate the flag, which count as
-claiming). A receiver accepts a heartbeat only if the MAC matches, the time is
+claiming). A speaker that stops sends a last one with `leaving` set (key absent
+otherwise). A receiver accepts a heartbeat only if the MAC matches, the time is
 within `max_skew` of its own clock, and the (node, boot) sequence number grew: a
 captured packet replayed later is refused. Every refusal is a `Refused` value.
 """
@@ -30,6 +31,7 @@ class Heartbeat:
     sent_at: float  # sender's wall clock (seconds since the epoch)
     pools: frozenset[str] = frozenset()
     claiming: bool = True  # the sender's hold-down is over and its claims are applied
+    leaving: bool = False  # the sender stops: count it dead now, not after the timeout
 
 
 class Refused(enum.StrEnum):
@@ -41,11 +43,12 @@ class Refused(enum.StrEnum):
 
 
 def encode(beat: Heartbeat, secret: bytes) -> bytes:
-    body = json.dumps(
-        {"n": beat.node, "b": beat.boot, "s": beat.seq, "t": round(beat.sent_at, 3),
-         "p": sorted(beat.pools), "c": beat.claiming},
-        separators=(",", ":"),
-    ).encode()
+    fields: dict[str, object] = {
+        "n": beat.node, "b": beat.boot, "s": beat.seq, "t": round(beat.sent_at, 3),
+        "p": sorted(beat.pools), "c": beat.claiming}
+    if beat.leaving:
+        fields["l"] = True
+    body = json.dumps(fields, separators=(",", ":")).encode()
     return MAGIC + hmac.new(secret, body, hashlib.sha256).digest() + body
 
 
@@ -62,7 +65,7 @@ def decode(packet: bytes, secret: bytes) -> Heartbeat | Refused:
         beat = Heartbeat(
             node=str(data["n"]), boot=str(data["b"]), seq=int(data["s"]),
             sent_at=float(data["t"]), pools=frozenset(str(p) for p in data.get("p", ())),
-            claiming=data.get("c", True) is not False,
+            claiming=data.get("c", True) is not False, leaving=data.get("l") is True,
         )
     except (ValueError, KeyError, TypeError):
         return Refused.MALFORMED

@@ -19,12 +19,16 @@ heartbeat is younger than `timeout` (monotonic clock). Rules for the edges:
   addresses meanwhile, and the LAN may still point at it. `rejoins` counts such
   returns, so the speaker can announce what it owns once more. A peer that comes back
   with a new boot id restarted: it claimed nothing while down, nothing to correct.
+* Leaving: a peer's last heartbeat says it stops (SIGTERM); it is dead from then on,
+  so its addresses move at once instead of one timeout later. Its boot and sequence
+  number are kept, so a replay of that heartbeat is refused like any other.
 * Joining: a live peer whose heartbeats say it is not claiming yet (its own start-up
   hold-down) is `joining`. The node that holds an address such a peer will own keeps
   answering for it until the peer says it claims (make before break, planner's
   ownership), so a returning node never leaves its addresses unanswered for a timeout.
 """
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -64,6 +68,9 @@ class Membership:
             return codec.Refused.REPLAYED
         # A new boot id (the peer restarted) starts a new sequence; the wall-clock window
         # above keeps an old boot's captured packets from being replayed for long.
+        if beat.leaving:
+            self._peers[beat.node] = _Peer(beat.boot, beat.seq, -math.inf, frozenset(), True)
+            return None
         if known is not None and known.boot == beat.boot and now - known.heard_at > self.timeout:
             self.rejoins += 1
         self._peers[beat.node] = _Peer(beat.boot, beat.seq, now, beat.pools, beat.claiming)

@@ -8,7 +8,9 @@ addresses may let go now), and once when the membership settles, at the moment t
 start-up hold-down ends (the speaker may claim now, and nothing else would make it plan
 again if the live set did not change). A heartbeat goes out at once when there are
 peers for the first time (the hold-down counts from there) and when the speaker says it
-claims (`mark_claiming`), so peers do not wait an interval to hear either.
+claims (`mark_claiming`), so peers do not wait an interval to hear either. `leave()`
+(SIGTERM) stops the heartbeats with a last one saying so: the peers take over this
+node's addresses at once, while it keeps answering for a moment (make before break).
 
 Cost: one ~150-byte datagram per peer per interval each way; at 100 nodes and 0.25 s
 that is 400 packets/s (60 kB/s) in and out per node. A received heartbeat costs O(1)
@@ -133,6 +135,12 @@ class Heartbeats:
         if refusal is not None:
             self.refused[refusal] = self.refused.get(refusal, 0) + 1
             return
+        if decoded.leaving:
+            if known:
+                log.info("peer leaving", extra={"op": "liveness", "node": self.node,
+                                                "peer": decoded.node})
+                self._check_change()
+            return
         started_claiming = was_joining and decoded.claiming
         if started_claiming:
             log.info("peer claiming", extra={"op": "liveness", "node": self.node,
@@ -164,19 +172,22 @@ class Heartbeats:
         if changed:
             self._on_change()
 
+    def _send(self, *, leaving: bool = False) -> None:
+        self._seq += 1
+        packet = codec.encode(codec.Heartbeat(self.node, self._boot, self._seq, self._wall(),
+                                              self.pools, self._claiming, leaving),
+                              self._secret)
+        for address in list(self._peers.values()):
+            family = socket.AF_INET6 if ":" in address else socket.AF_INET
+            for transport in self._transports:
+                sock = transport.get_extra_info("socket")
+                if sock is not None and sock.family == family:
+                    with contextlib.suppress(OSError):
+                        transport.sendto(packet, (address, self.settings.port))
+
     async def _send_loop(self) -> None:
         while True:
-            self._seq += 1
-            packet = codec.encode(codec.Heartbeat(self.node, self._boot, self._seq,
-                                                  self._wall(), self.pools, self._claiming),
-                                  self._secret)
-            for address in list(self._peers.values()):
-                family = socket.AF_INET6 if ":" in address else socket.AF_INET
-                for transport in self._transports:
-                    sock = transport.get_extra_info("socket")
-                    if sock is not None and sock.family == family:
-                        with contextlib.suppress(OSError):
-                            transport.sendto(packet, (address, self.settings.port))
+            self._send()
             self._check_change()  # silence is noticed here, once per interval
             pause = self.settings.interval
             if self._sent_to_peers and not self._reported_settled:
@@ -204,11 +215,26 @@ class Heartbeats:
         """How many times a peer came back without having restarted (Membership)."""
         return self.state.rejoins
 
-    async def aclose(self) -> None:
+    async def leave(self) -> None:
+        """Stop the heartbeats and tell the peers this speaker is leaving (twice, one
+        interval apart, in case a datagram is lost). Returns after that interval, in
+        which the caller still answers while the peers take over."""
+        await self._stop_sending()
+        if not self._peers or not self._transports:
+            return
+        self._send(leaving=True)
+        await asyncio.sleep(self.settings.interval)
+        self._send(leaving=True)
+
+    async def _stop_sending(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+
+    async def aclose(self) -> None:
+        await self._stop_sending()
         for transport in self._transports:
             transport.close()
         self._transports.clear()

@@ -91,3 +91,18 @@ def test_a_peer_is_joining_until_its_heartbeats_say_it_claims() -> None:
                  now=8.0, wall=1003.0)
     assert state.joining(now=8.1) == {"node-b"}  # restarted: joining again
     assert state.joining(now=9.5) == frozenset()  # and dead: not joining either
+
+
+def test_a_leaving_peer_is_dead_at_once_and_its_goodbye_cannot_be_replayed() -> None:
+    state = membership.Membership("node-a", started_at=0.0, timeout=1.0)
+    state.accept(_beat(1), now=5.0, wall=1000.0)
+    goodbye = dataclasses.replace(_beat(2, at=1000.1), leaving=True)
+    assert codec.decode(codec.encode(goodbye, SECRET), SECRET) == goodbye
+    assert state.accept(goodbye, now=5.1, wall=1000.1) is None
+    assert state.live(now=5.1) == {"node-a"}
+    assert state.accept(goodbye, now=5.2, wall=1000.2) is codec.Refused.REPLAYED
+    # Its next start (a new boot) is live again, joining until it claims.
+    state.accept(dataclasses.replace(_beat(1, boot="b2", at=1002.0), claiming=False),
+                 now=7.0, wall=1002.0)
+    assert state.live(now=7.1) == {"node-a", "node-b"}
+    assert state.joining(now=7.1) == {"node-b"}
