@@ -16,12 +16,16 @@ addresses on lo and serves HTTP answering its own name. Then:
    its gratuitous repeats finish before the next round. The handback is read from the
    speakers' claim/release log lines: how long nobody answered for the address
    (`handback_unanswered_s`, make before break: 0) and how long both did;
-2. assignment -> first gratuitous ARP, `--garp-samples` times: create a Service, take the
+2. graceful restart, `--graceful-rounds` times: SIGTERM the owner's speaker (as a
+   rolling update does) and time until the LAN client is on the heir (`moved_s`), then
+   restart it; `unanswered_s` (from the claim/release log lines) covers the whole
+   cycle there and back;
+3. assignment -> first gratuitous ARP, `--garp-samples` times: create a Service, take the
    moment its status.loadBalancer.ingress appears on a watch (the Service status
    written), and the tcpdump timestamp of the first gratuitous ARP for that address in
    the LAN client;
-3. each speaker's peak RSS (VmHWM), read before each kill and at the end;
-4. the idle cost of liveness: each speaker's CPU share over `--idle-seconds` with
+4. each speaker's peak RSS (VmHWM), read before each kill and at the end;
+5. the idle cost of liveness: each speaker's CPU share over `--idle-seconds` with
    nothing changing, and the heartbeats one node sends and receives (tcpdump on UDP
    7473: datagrams per second, UDP payload bytes).
 
@@ -312,6 +316,28 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"round {index + 1}/{args.rounds}: {rounds[-1]}", file=sys.stderr)
                 await asyncio.sleep(args.settle)  # the returning owner's repeats finish
 
+            graceful = []
+            for index in range(args.graceful_rounds):
+                victim = victims[index % len(victims)]
+                ip = vips[victim]
+                heir = owner_of(ip, [n for n in b.nodes if n != victim])
+                await b.wait_stable(ip, victim)
+                since = time.time()
+                stopping = asyncio.create_task(c.speakers[victim].stop())  # SIGTERM
+                neighbour_s, moved_s, garp_s = await b.takeover(ip, heir)
+                await stopping
+                await c.restart_speaker(victim)
+                await b.wait_stable(ip, victim)
+                unanswered = sum(end - start for start, end in c.layer2_unanswered(ip, since))
+                graceful.append({"victim": victim, "heir": heir, "ip": ip,
+                                 "moved_s": round(moved_s, 3),
+                                 "neighbour_s": round(neighbour_s, 3),
+                                 "first_garp_s": None if garp_s is None else round(garp_s, 3),
+                                 "unanswered_s": round(unanswered, 3)})
+                print(f"graceful {index + 1}/{args.graceful_rounds}: {graceful[-1]}",
+                      file=sys.stderr)
+                await asyncio.sleep(args.settle)
+
             samples = []
             for index in range(args.garp_samples):
                 name = f"garp-{index}"
@@ -359,6 +385,14 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "targets": {"median_s": 2.0, "p95_s": 3.0},
             "each": rounds,
         },
+        "graceful_restart": {
+            "rounds": len(graceful),
+            "moved_s": summary([r["moved_s"] for r in graceful]),
+            "first_garp_s": summary([r["first_garp_s"] for r in graceful
+                                     if r["first_garp_s"] is not None]),
+            "unanswered_s": summary([r["unanswered_s"] for r in graceful]),
+            "each": graceful,
+        },
         "assignment_to_garp": {
             "status_to_garp_s": summary([s["status_to_garp_s"] for s in samples]),
             "create_to_status_s": summary([s["create_to_status_s"] for s in samples]),
@@ -384,6 +418,8 @@ def handback(c: testenv_cluster.Cluster, ip: str, owner: str, heir: str, since: 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20, help="owner kills")
+    parser.add_argument("--graceful-rounds", type=int, default=10,
+                        help="owner SIGTERM + restart (a rolling update)")
     parser.add_argument("--garp-samples", type=int, default=10)
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--heartbeat-timeout", type=float, default=1.0)
