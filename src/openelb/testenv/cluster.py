@@ -18,7 +18,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -302,24 +302,29 @@ class Cluster:
                 found.add(host.name)
         return found
 
-    def layer2_claim_history(self, ip: str) -> list[tuple[float, str, str]]:
-        """(epoch, node, "start" | "claim" | "release") for `ip` from every speaker's
-        log, in time order (claims before releases within one millisecond)."""
-        address = str(ipaddress.ip_address(ip))
-        events = []
+    def speaker_log_matches(self, pattern: re.Pattern[str]
+                            ) -> Iterator[tuple[str, float, re.Match[str]]]:
+        """(node, epoch, match) for each speaker log line `pattern` matches, node by node
+        in file order; `pattern` must capture the line's `ts=` value as group "ts"."""
         for host in self.lab.nodes:
             path = host.workdir / "speaker.log"
             if not path.exists():
                 continue
             for line in path.read_text(errors="replace").splitlines():
-                match = _CLAIM_LOG.match(line)
-                if match is None:
-                    continue
-                kind = "start" if match["msg"] == "speaker started" else match["msg"][7:]
-                if kind != "start" and match["ip"] != address:
-                    continue
-                at = datetime.datetime.fromisoformat(match["ts"].replace("Z", "+00:00"))
-                events.append((at.timestamp(), host.name, kind))
+                match = pattern.match(line)
+                if match is not None:
+                    at = datetime.datetime.fromisoformat(match["ts"].replace("Z", "+00:00"))
+                    yield host.name, at.timestamp(), match
+
+    def layer2_claim_history(self, ip: str) -> list[tuple[float, str, str]]:
+        """(epoch, node, "start" | "claim" | "release") for `ip` from every speaker's
+        log, in time order (claims before releases within one millisecond)."""
+        address = str(ipaddress.ip_address(ip))
+        events = []
+        for node, at, match in self.speaker_log_matches(_CLAIM_LOG):
+            kind = "start" if match["msg"] == "speaker started" else match["msg"][7:]
+            if kind == "start" or match["ip"] == address:
+                events.append((at, node, kind))
         return sorted(events, key=lambda e: (e[0], _CLAIM_ORDER[e[2]]))
 
     def layer2_unanswered(self, ip: str, since: float) -> list[tuple[float, float]]:

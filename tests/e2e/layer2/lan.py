@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import ipaddress
 import re
 import time
@@ -284,16 +283,5 @@ _SETTLED = re.compile(r'^ts=(?P<ts>\S+) .*msg="live speakers settled" .*\blive=(
 def settled_views(c: testenv_cluster.Cluster, since: float) -> dict[str, set[str]]:
     """Node -> the live speakers it saw when its start-up hold-down ended (the last
     "live speakers settled" line of its log at or after epoch `since`)."""
-    views: dict[str, set[str]] = {}
-    for host in c.lab.nodes:
-        path = host.workdir / "speaker.log"
-        if not path.exists():
-            continue
-        for line in path.read_text(errors="replace").splitlines():
-            match = _SETTLED.match(line)
-            if match is None:
-                continue
-            at = datetime.datetime.fromisoformat(match["ts"].replace("Z", "+00:00"))
-            if at.timestamp() >= since:
-                views[host.name] = set(filter(None, match["live"].split(",")))
-    return views
+    return {node: set(filter(None, match["live"].split(",")))
+            for node, at, match in c.speaker_log_matches(_SETTLED) if at >= since}
