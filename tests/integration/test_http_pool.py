@@ -20,6 +20,7 @@ class Server:
         self.handler = handler
         self.connections = 0
         self.server: asyncio.Server | None = None
+        self.pool: http.Pool  # a client pool for this server, closed by the fixture
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -43,11 +44,13 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Server]]]:
     async def start(handler: Handler) -> Server:
         server = Server(handler)
         server.server = await asyncio.start_server(server._serve, "127.0.0.1", 0)
+        server.pool = http.Pool(server.url, None)
         started.append(server)
         return server
 
     yield start
     for server in started:
+        await server.pool.aclose()
         assert server.server is not None
         server.server.close()
 
@@ -74,13 +77,10 @@ async def test_keeps_connections_alive(serve: Callable[[Handler], Awaitable[Serv
             await writer.drain()
 
     server = await serve(handler)
-    pool = http.Pool(server.url, None)
-    try:
-        for path in ("/a", "/b?x=1", "/c"):
-            assert await pool.request("GET", path, [], timeout=5) == (200, path.encode())
-        assert server.connections == 1
-    finally:
-        await pool.aclose()
+    pool = server.pool
+    for path in ("/a", "/b?x=1", "/c"):
+        assert await pool.request("GET", path, [], timeout=5) == (200, path.encode())
+    assert server.connections == 1
 
 
 async def test_retries_once_when_the_server_closed_an_idle_connection(
@@ -95,14 +95,11 @@ async def test_retries_once_when_the_server_closed_an_idle_connection(
         await read_request(reader)
 
     server = await serve(handler)
-    pool = http.Pool(server.url, None)
-    try:
-        assert await pool.request("GET", "/", [], timeout=5) == (200, b"first")
-        await asyncio.sleep(0.1)
-        assert await pool.request("POST", "/", [], b"{}", timeout=5) == (200, b"again")
-        assert server.connections == 2
-    finally:
-        await pool.aclose()
+    pool = server.pool
+    assert await pool.request("GET", "/", [], timeout=5) == (200, b"first")
+    await asyncio.sleep(0.1)
+    assert await pool.request("POST", "/", [], b"{}", timeout=5) == (200, b"again")
+    assert server.connections == 2
 
 
 async def test_a_fresh_connection_closed_without_answer_is_an_error(
@@ -112,13 +109,10 @@ async def test_a_fresh_connection_closed_without_answer_is_an_error(
         await read_request(reader)  # then hang up
 
     server = await serve(handler)
-    pool = http.Pool(server.url, None)
-    try:
-        with pytest.raises(ConnectionError):
-            await pool.request("GET", "/", [], timeout=5)
-        assert server.connections == 1  # no retry on a connection that was never kept
-    finally:
-        await pool.aclose()
+    pool = server.pool
+    with pytest.raises(ConnectionError):
+        await pool.request("GET", "/", [], timeout=5)
+    assert server.connections == 1  # no retry on a connection that was never kept
 
 
 async def test_streams_chunks_as_they_arrive(
@@ -139,17 +133,14 @@ async def test_streams_chunks_as_they_arrive(
         await writer.drain()
 
     server = await serve(handler)
-    pool = http.Pool(server.url, None)
-    try:
-        async with pool.stream("GET", "/watch", [], timeout=5, read_timeout=5) as response:
-            chunks = response.aiter_bytes()
-            assert await anext(chunks) == b"line1\n"  # before the server sent the rest
-            release.set()
-            assert [c async for c in chunks] == [b"line2\n"]
-        assert await pool.request("GET", "/", [], timeout=5) == (200, b"next")
-        assert server.connections == 1  # a fully read stream keeps its connection
-    finally:
-        await pool.aclose()
+    pool = server.pool
+    async with pool.stream("GET", "/watch", [], timeout=5, read_timeout=5) as response:
+        chunks = response.aiter_bytes()
+        assert await anext(chunks) == b"line1\n"  # before the server sent the rest
+        release.set()
+        assert [c async for c in chunks] == [b"line2\n"]
+    assert await pool.request("GET", "/", [], timeout=5) == (200, b"next")
+    assert server.connections == 1  # a fully read stream keeps its connection
 
 
 async def test_read_timeout_and_early_exit_close_the_connection(
@@ -162,16 +153,13 @@ async def test_read_timeout_and_early_exit_close_the_connection(
         await asyncio.sleep(30)  # stalls mid-body
 
     server = await serve(handler)
-    pool = http.Pool(server.url, None)
-    try:
-        with pytest.raises(TimeoutError):
-            async with pool.stream("GET", "/", [], timeout=5, read_timeout=0.3) as response:
-                await response.aread()
-        async with pool.stream("GET", "/", [], timeout=5, read_timeout=5) as response:
-            assert await anext(response.aiter_bytes()) == b"abc"
-        # Neither half-read connection was kept: a third request needs a third one.
-        with pytest.raises(TimeoutError):
-            await pool.request("GET", "/", [], timeout=0.5)
-        assert server.connections == 3
-    finally:
-        await pool.aclose()
+    pool = server.pool
+    with pytest.raises(TimeoutError):
+        async with pool.stream("GET", "/", [], timeout=5, read_timeout=0.3) as response:
+            await response.aread()
+    async with pool.stream("GET", "/", [], timeout=5, read_timeout=5) as response:
+        assert await anext(response.aiter_bytes()) == b"abc"
+    # Neither half-read connection was kept: a third request needs a third one.
+    with pytest.raises(TimeoutError):
+        await pool.request("GET", "/", [], timeout=0.5)
+    assert server.connections == 3
