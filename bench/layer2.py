@@ -292,11 +292,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             for node, ip in vips.items():
                 await b.wait_stable(ip, node)
 
-            rounds = []
-            for index in range(args.rounds):
+            def round_robin(index: int) -> tuple[str, str, str]:
+                """(victim, its address, the heir by the rule) for round `index`."""
                 victim = victims[index % len(victims)]
                 ip = vips[victim]
-                heir = owner_of(ip, [n for n in b.nodes if n != victim])
+                return victim, ip, owner_of(ip, [n for n in b.nodes if n != victim])
+
+            rounds = []
+            for index in range(args.rounds):
+                victim, ip, heir = round_robin(index)
                 await b.wait_stable(ip, victim)
                 b.sample_hwm()
                 c.speakers[victim].signal(signal.SIGKILL)
@@ -318,9 +322,7 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
 
             graceful = []
             for index in range(args.graceful_rounds):
-                victim = victims[index % len(victims)]
-                ip = vips[victim]
-                heir = owner_of(ip, [n for n in b.nodes if n != victim])
+                victim, ip, heir = round_robin(index)
                 await b.wait_stable(ip, victim)
                 since = time.time()
                 stopping = asyncio.create_task(c.speakers[victim].stop())  # SIGTERM
@@ -328,12 +330,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 await stopping
                 await c.restart_speaker(victim)
                 await b.wait_stable(ip, victim)
-                unanswered = sum(end - start for start, end in c.layer2_unanswered(ip, since))
                 graceful.append({"victim": victim, "heir": heir, "ip": ip,
                                  "moved_s": round(moved_s, 3),
                                  "neighbour_s": round(neighbour_s, 3),
                                  "first_garp_s": None if garp_s is None else round(garp_s, 3),
-                                 "unanswered_s": round(unanswered, 3)})
+                                 "unanswered_s": unanswered_total(c, ip, since)})
                 print(f"graceful {index + 1}/{args.graceful_rounds}: {graceful[-1]}",
                       file=sys.stderr)
                 await asyncio.sleep(args.settle)
@@ -408,11 +409,15 @@ def handback(c: testenv_cluster.Cluster, ip: str, owner: str, heir: str, since: 
              ) -> tuple[float, float]:
     """From the speakers' logs, once `owner` restarted at epoch `since` and took `ip`
     back from `heir`: (seconds nobody answered for it, seconds both did)."""
-    unanswered = sum(end - start for start, end in c.layer2_unanswered(ip, since))
     later = [(at, node, kind) for at, node, kind in c.layer2_claim_history(ip) if at >= since]
     claimed = min(at for at, node, kind in later if (node, kind) == (owner, "claim"))
     released = min(at for at, node, kind in later if (node, kind) == (heir, "release"))
-    return round(unanswered, 3), round(max(0.0, released - claimed), 3)
+    return unanswered_total(c, ip, since), round(max(0.0, released - claimed), 3)
+
+
+def unanswered_total(c: testenv_cluster.Cluster, ip: str, since: float) -> float:
+    """Seconds since epoch `since` in which no speaker answered for `ip`."""
+    return round(sum(end - start for start, end in c.layer2_unanswered(ip, since)), 3)
 
 
 def main() -> int:
