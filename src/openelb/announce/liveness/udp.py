@@ -89,10 +89,6 @@ class Heartbeats:
             self._reported_settled = False
             self._wake.set()
 
-    @property
-    def claiming(self) -> bool:
-        return self._claiming
-
     def mark_claiming(self) -> None:
         """The speaker applied its first claims after the hold-down: say so to the peers
         now (a peer holding our addresses until then lets go of them)."""
