@@ -8,7 +8,8 @@ the peers) nothing is claimed, so a restarting speaker never answers next to the
 current owner: by then the owner has heard it. The current holder keeps answering until
 the newcomer has applied its claims and said so in its heartbeats (make before break,
 planner's ownership), so the address is never left unanswered; on SIGTERM the speaker
-says it leaves and keeps answering one interval more while the others take over. The
+says it leaves and keeps answering one interval more while the others take over,
+announcing nothing more (its pending gratuitous repeats are cancelled first). The
 heartbeat secret comes
 from a Secret in the speaker's namespace; without it heartbeats are off and ownership
 falls back to node readiness from the apiserver (slow failover, logged loudly). When
@@ -99,7 +100,10 @@ class Layer2Mode:
 
     async def aclose(self) -> None:
         """Hand over, then stop: the peers hear that this speaker leaves and take its
-        addresses at once; it keeps answering for one heartbeat interval meanwhile."""
+        addresses at once; it keeps answering for one heartbeat interval meanwhile, but
+        announces nothing more: a gratuitous repeat after the heir's would pull the LAN
+        back to this node just before it goes quiet."""
+        await self.announcer.stop_announcing()
         if self.heartbeats is not None:
             await self.heartbeats.leave()
         await self.announcer.aclose()

@@ -14,6 +14,10 @@ serves, and within that one call, without yielding to the loop:
   (`reannounce` does the same again for claims already in effect);
 - closes the sockets nothing is claimed on any more.
 
+`stop_announcing()` is for a speaker that is leaving: from then on it only answers
+requests, and sends no gratuitous frame, pending repeats included, so it never pulls the
+LAN's neighbour entries back from the node taking over.
+
 Every received frame goes through frames.decide; the Reply is sent and the Drop is
 counted. What could not be opened is raised as InterfaceUnavailable after everything
 else is in place, so one bad interface never blocks the others. Claims whose socket
@@ -145,6 +149,7 @@ class Layer2Announcer:
         self._repeats: dict[Claim, asyncio.Task[None]] = {}  # the pending repeats of a claim
         self._tasks: set[asyncio.Task[None]] = set()  # every repeat task not yet finished
         self._failures: dict[str, str] = {}  # interface -> why, as last reported
+        self._announcing = True  # False once stop_announcing(): answer only
         self._closed = False
         self.counters = Counters()
 
@@ -250,6 +255,16 @@ class Layer2Announcer:
 
     # -- gratuitous announcements ------------------------------------------------------
 
+    async def stop_announcing(self) -> None:
+        """Send no more gratuitous frames, cancelling the pending repeats; keep answering.
+
+        For a speaker that says it leaves: its heirs announce the addresses now, and a
+        repeat from here after theirs would move the LAN's neighbour entries back to a
+        node about to stop answering.
+        """
+        self._announcing = False
+        await self._cancel_repeats()
+
     def reannounce(self, claims: frozenset[Claim]) -> None:
         """Announce those of `claims` in effect again, now and `garp_repeats` more times.
 
@@ -265,6 +280,8 @@ class Layer2Announcer:
             self._announce_and_repeat(claim)
 
     def _announce_and_repeat(self, claim: Claim) -> None:
+        if not self._announcing:
+            return
         self._announce(claim)
         if self._garp_repeats:
             task = asyncio.create_task(self._repeat(claim), name=f"layer2-garp-{claim.ip}")

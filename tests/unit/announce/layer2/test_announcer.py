@@ -154,6 +154,22 @@ async def test_a_released_ip_is_not_answered_at_once_and_its_repeats_stop(
     await announcer.aclose()
 
 
+async def test_a_leaving_node_still_answers_but_announces_nothing_more(net: FakeNet) -> None:
+    """After stop_announcing() (the speaker says it leaves), pending repeats stop and a
+    new claim is not announced, so the LAN is never pulled back from the heir; requests
+    are still answered until the claims are released."""
+    announcer = _announcer(net, garp_repeats=5, garp_interval=0.01)
+    await announcer.set(_claims((VIP4, "eth0")))
+    arp_socket = net.live("eth0", rawsocket.Kind.ARP)
+    await announcer.stop_announcing()
+    await announcer.set(_claims((VIP4, "eth0"), (VIP4_B, "eth0")))
+    await asyncio.sleep(0.1)
+    assert arp_socket.sent == [arp.gratuitous_frame(VIP4, NODE_MAC)]
+    arp_socket.receive(ARPING)
+    assert arp_socket.sent[1:] == [wire.load("test_our_arp_reply_is_unicast_to_the_requester")]
+    await announcer.aclose()
+
+
 async def test_ipv6_claims_join_exactly_their_solicited_node_groups(net: FakeNet) -> None:
     announcer = _announcer(net, garp_repeats=0)
     await announcer.set(_claims((VIP6, "eth0"), (VIP6_B, "eth0"), (VIP4, "eth0")))
