@@ -847,6 +847,8 @@ class Router(abc.ABC):
     flavour: ClassVar[str]
     #: Programs this flavour runs, with the Debian package that ships each.
     tools: ClassVar[Mapping[str, str]]
+    #: How long start() waits for the daemon to hold its config.
+    load_timeout: float = 20.0
 
     def __init__(
         self, host: Host, config: RouterConfig, aliases: Mapping[str, str] | None = None
@@ -875,7 +877,33 @@ class Router(abc.ABC):
 
     @abc.abstractmethod
     async def start(self) -> None:
-        """Write the config, start the daemon(s), return once the control socket answers."""
+        """Write the config, start the daemon(s), and return once they hold it
+        (`wait_loaded`): a control socket that answers is not enough, as gobgpd answers
+        before it has read its config file."""
+
+    @abc.abstractmethod
+    async def loaded(self) -> tuple[bool, object]:
+        """Whether the running daemon holds `config`: its AS, its router id and every
+        neighbour; with what it was seen to hold (for the error when it never does)."""
+
+    async def wait_loaded(self, process: LabProcess) -> None:
+        """Poll `loaded()` for `load_timeout` seconds until true; fails at once, with its
+        log, if `process` exits."""
+        config = self.config
+
+        async def probe() -> tuple[bool, object]:
+            if not process.running:
+                raise NetlabError(f"{process.name} exited during start:\n{process.log_tail()}")
+            return await self.loaded()
+
+        await poll_until(
+            f"{self.flavour} holds its config (AS {config.asn}, router id {config.router_id},"
+            f" neighbours {sorted(str(p.address) for p in self.peers)})",
+            probe, self.load_timeout, self.log_tail, interval=0.1,
+        )  # fmt: skip
+
+    def expected_neighbours(self) -> set[str]:
+        return {str(peer.address) for peer in self.peers}
 
     async def stop(self) -> None:
         """Stop the daemon(s) (SIGTERM, then SIGKILL); their kernel routes go with them."""

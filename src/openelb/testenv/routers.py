@@ -33,6 +33,7 @@ import json
 import os
 import pwd
 import re
+import signal
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -69,6 +70,18 @@ async def _wait_ready(
         return result.returncode == 0, (result.stdout + result.stderr).strip()[-500:]
 
     await netlab.poll_until(what, probe, timeout, process.log_tail, interval=0.1)
+
+
+async def _query(argv: Sequence[str]) -> tuple[str | None, str]:
+    """(stdout, "") of a control command, or (None, why) when it fails or hangs: a
+    daemon still starting may refuse it, which `loaded()` reports as not loaded yet."""
+    try:
+        result = await netlab.run(argv, check=False, timeout=_BIRDC_TIMEOUT)
+    except netlab.CommandFailed as exc:
+        return None, str(exc)
+    if result.returncode != 0:
+        return None, (result.stdout + result.stderr).strip()[-500:]
+    return result.stdout, ""
 
 
 # --- BIRD -------------------------------------------------------------------------------
@@ -194,7 +207,26 @@ class Bird(netlab.Router):
         return "".join(parts)
 
     async def start(self) -> None:
-        self.processes.append(await self._daemon.start(self.render()))
+        process = await self._daemon.start(self.render())
+        self.processes.append(process)
+        await self.wait_loaded(process)
+
+    async def loaded(self) -> tuple[bool, object]:
+        status, why = await _query(self._daemon.birdc_argv("show", "status"))
+        if status is None:
+            return False, why
+        protocols, why = await _query(self._daemon.birdc_argv("show", "protocols", "all"))
+        if protocols is None:
+            return False, why
+        router_id = re.search(r"Router ID is (\S+)", status)
+        # Every BGP protocol's block lists its "Local AS"; BIRD reads a config whole.
+        names = set(re.findall(r"^(\S+)\s+BGP\s", protocols, re.MULTILINE))
+        local_as = {int(n) for n in re.findall(r"^\s+Local AS:\s+(\d+)", protocols, re.MULTILINE)}
+        seen = {"router_id": router_id[1] if router_id else None, "local_as": sorted(local_as),
+                "protocols": sorted(names)}
+        wanted = {_proto_name(peer.address) for peer in self.peers}
+        return (seen["router_id"] == str(self.config.router_id) and wanted <= names
+                and local_as <= {self.config.asn}), seen
 
     async def sessions(self) -> dict[str, netlab.SessionState]:
         states = await self._daemon.protocol_states()
@@ -318,6 +350,17 @@ class Frr(netlab.Router):
             "bgpd answers vtysh", bgpd, self.vtysh_argv("show bgp summary json"), _START_TIMEOUT
         )
         await self._wait_bgpd_joined_zebra(bgpd)
+        await self.wait_loaded(bgpd)
+
+    async def loaded(self) -> tuple[bool, object]:
+        text, why = await _query(self.vtysh_argv("show bgp neighbors json"))
+        if text is None:
+            return False, why
+        data: dict[str, Any] = json.loads(text or "{}")
+        seen = {address: (entry.get("localAs"), entry.get("localRouterId"))
+                for address, entry in data.items() if isinstance(entry, dict)}
+        wanted = (self.config.asn, str(self.config.router_id))
+        return all(seen.get(peer) == wanted for peer in self.expected_neighbours()), seen
 
     async def _wait_bgpd_joined_zebra(self, bgpd: netlab.LabProcess) -> None:
         """Return once zebra lists bgpd as a client (it then has the interfaces)."""
@@ -465,9 +508,33 @@ class Gobgp(netlab.Router):
             ["gobgpd", "--config-file", str(path), "--config-type", "toml",
              "--api-hosts", _GOBGP_API, "--pprof-disable", "--log-plain", "--log-level", "info"],
         )  # fmt: skip
-        await _wait_ready("gobgpd answers gobgp", gobgpd, self.gobgp_argv("global"), _START_TIMEOUT)
+        try:
+            # gobgpd serves its API before it reads the config file (`gobgp global` then
+            # says AS 0): wait until it holds the config, never just for the API.
+            await self.wait_loaded(gobgpd)
+        except netlab.WaitTimeout as exc:
+            raise netlab.NetlabError(f"{exc}\n{await _go_stacks(gobgpd)}") from exc
         self._fib = _GobgpFib(self)
         await self._fib.start()
+
+    async def loaded(self) -> tuple[bool, object]:
+        text, why = await _query(self.gobgp_argv("global", "--json"))
+        if text is None:
+            return False, why
+        global_ = json.loads(text or "{}") or {}
+        text, why = await _query(self.gobgp_argv("neighbor", "--json"))
+        if text is None:
+            return False, why
+        neighbours = {
+            str(ipaddress.ip_address(address))
+            for entry in json.loads(text or "[]") or ()
+            if (address := (entry.get("conf") or {}).get("neighbor_address"))
+        }
+        seen = {"asn": global_.get("asn"), "router_id": global_.get("router_id"),
+                "neighbours": sorted(neighbours)}
+        return (seen["asn"] == self.config.asn
+                and seen["router_id"] == str(self.config.router_id)
+                and self.expected_neighbours() <= neighbours), seen
 
     async def stop(self) -> None:
         if self._fib is not None:
@@ -500,6 +567,21 @@ class Gobgp(netlab.Router):
         network = netlab.as_network(prefix)
         hops = (await self.rib(network.version)).get(str(network), set())
         return {self.aliases.get(hop, hop) for hop in hops}
+
+
+async def _go_stacks(process: netlab.LabProcess) -> str:
+    """Where a Go daemon that never loaded its config is stuck: SIGQUIT makes the Go
+    runtime print every goroutine's stack to stderr (the log) and exit; the main
+    goroutine's is returned, and the whole dump stays in the log."""
+    if not process.running:
+        return f"{process.name} is not running"
+    process.signal(signal.SIGQUIT)
+    with contextlib.suppress(TimeoutError):
+        await process.wait(5.0)
+    text = process.log_path.read_text(errors="replace")
+    main = re.search(r"^goroutine 1 \[.*?(?=^\s*$)", text, re.MULTILINE | re.DOTALL)
+    return (f"{process.name}'s main goroutine (SIGQUIT; full dump in {process.log_path}):\n"
+            + (main[0] if main else "(no goroutine dump in the log)"))
 
 
 def _gobgp_state(value: object) -> netlab.SessionState:

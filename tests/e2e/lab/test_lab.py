@@ -108,6 +108,31 @@ async def test_router_restart_relearns_every_route(lab: LabFactory, router_flavo
         await net.router.wait_for_routes(VIP4, _v4(net.nodes), kernel=True, timeout=5)
 
 
+async def test_a_router_that_never_holds_its_config_fails_its_start_saying_why(
+    lab: LabFactory,
+) -> None:
+    """A gobgpd running another config than the lab's (here another router id) answers
+    its API but never holds ours: start() fails naming what it waited for, what it saw,
+    and where the daemon's main goroutine was (its SIGQUIT stack dump)."""
+
+    class OtherRouterId(routers.Gobgp):
+        def render(self) -> str:
+            ours = f'router-id = "{self.config.router_id}"'
+            return super().render().replace(ours, 'router-id = "192.0.2.254"')
+
+    async with lab(router="gobgp", nodes=1, start_router=False) as net:
+        router = OtherRouterId(net.router_host, net.router.config)
+        router.load_timeout = 3.0
+        with pytest.raises(netlab.NetlabError) as failed:
+            await router.start()
+        text = str(failed.value)
+        assert f"gobgp holds its config (AS {netlab.ROUTER_ASN}, router id 192.0.2.1," in text
+        assert "'router_id': '192.0.2.254'" in text
+        assert "main goroutine" in text
+        assert "goroutine 1 [" in text
+        assert not router.running
+
+
 async def test_md5_sessions_come_up_only_with_the_right_password(
     lab: LabFactory, router_flavour: str
 ) -> None:
