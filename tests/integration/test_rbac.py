@@ -20,6 +20,7 @@ pytestmark = pytest.mark.controlplane
 
 GROUP = "network.kubesphere.io"
 SYSTEM = "openelb-system"
+CONTROLLER_LEASE = "openelb-controller"  # the controller's leader Lease (controller/manager.py)
 MERGE = "application/merge-patch+json"
 
 
@@ -314,6 +315,23 @@ async def hold_lease_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
     return await coordination.read_namespaced_lease(lease.metadata.name, SYSTEM)
 
 
+async def forge_the_controller_lease(api: k8s.ApiClient, w: World) -> Any:
+    """The attack run's move: make the controller's leader Lease another holder's,
+    for 2e9 seconds, which stopped IP assignment cluster-wide (issue #19)."""
+    coordination = k8s.CoordinationV1Api(api)
+    forged = {"holderIdentity": "intruder", "leaseDurationSeconds": 2_000_000_000}
+    try:
+        lease = await coordination.read_namespaced_lease(CONTROLLER_LEASE, SYSTEM)
+    except k8s.ApiException as exc:
+        if exc.status != 404:
+            raise
+        return await coordination.create_namespaced_lease(
+            SYSTEM, {"metadata": {"name": CONTROLLER_LEASE}, "spec": forged})
+    lease.spec.holder_identity = forged["holderIdentity"]
+    lease.spec.lease_duration_seconds = forged["leaseDurationSeconds"]
+    return await coordination.replace_namespaced_lease(CONTROLLER_LEASE, SYSTEM, lease)
+
+
 async def create_lease_elsewhere(api: k8s.ApiClient, w: World) -> Any:
     return await k8s.CoordinationV1Api(api).create_namespaced_lease(w.namespace, _lease(w))
 
@@ -449,7 +467,6 @@ async def test_controller_may_not_do_what_it_does_not_need(
     set_bgppeer_status,
     create_core_event,
     create_events_k8s_io_event,
-    hold_lease_in_openelb_system,
     read_secret_in_openelb_system,
 )
 async def test_speaker_may_do_what_announcing_needs(
@@ -482,6 +499,8 @@ async def test_speaker_may_do_what_announcing_needs(
     delete_pods,
     list_namespaces,
     create_lease_elsewhere,
+    hold_lease_in_openelb_system,
+    forge_the_controller_lease,
 )
 async def test_speaker_may_not_change_services_pods_or_read_foreign_secrets(
     as_speaker: k8s.ApiClient, world: World, action: Action

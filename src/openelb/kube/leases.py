@@ -4,7 +4,9 @@ kube/ (DESIGN §2); used by the controller so that exactly one replica allocates
 write carries the resourceVersion that was read, so a replica acting on a stale view
 gets Conflict and never becomes a second leader. Expiry is judged on this replica's
 monotonic clock from when it last saw the Lease change (not from timestamps written by
-another host), so clock skew between nodes cannot shorten a lease.
+another host), so clock skew between nodes cannot shorten a lease, and a Lease's own
+`leaseDurationSeconds` counts only up to this replica's `lease_duration`, so a forged
+Lease claiming years expires like any other.
 
 States: FOLLOWING -> LEADING -> (LOST | RELEASED). A leader that cannot renew within
 `renew_deadline` steps down; the caller must stop allocating at once.
@@ -105,7 +107,10 @@ class LeaderElector:
             self._observed = (version, self._clock())
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
-        duration = float(spec.get("leaseDurationSeconds") or s.lease_duration)
+        # Trust a Lease's duration only up to our own: every replica writes ours, so a
+        # longer one is forged (issue #19: 2e9 s stopped IP assignment) or stale config.
+        duration = min(float(spec.get("leaseDurationSeconds") or s.lease_duration),
+                       s.lease_duration)
         expired = self._clock() - self._observed[1] > duration
         if holder and holder != s.identity and not expired:
             return
