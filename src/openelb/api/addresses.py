@@ -18,6 +18,22 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 FIELD = "spec.address"
 
+# Ranges that can never hold a Service address, with why (issue #19: an Eip 127.0.0.0/8
+# was accepted and 127.0.0.1 handed out). RFC 6890's registry, kept to what no LAN
+# client or router could ever reach; documentation and private ranges stay allowed.
+_SPECIAL: tuple[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, str], ...] = (
+    (ipaddress.ip_network("0.0.0.0/8"), "this-network addresses (RFC 791)"),
+    (ipaddress.ip_network("127.0.0.0/8"), "loopback addresses (RFC 1122)"),
+    (ipaddress.ip_network("169.254.0.0/16"), "link-local addresses (RFC 3927)"),
+    (ipaddress.ip_network("224.0.0.0/4"), "multicast addresses (RFC 5771)"),
+    (ipaddress.ip_network("240.0.0.0/4"), "reserved and broadcast addresses (RFC 1112)"),
+    (ipaddress.ip_network("::/128"), "the unspecified address (RFC 4291)"),
+    (ipaddress.ip_network("::1/128"), "the loopback address (RFC 4291)"),
+    (ipaddress.ip_network("::ffff:0:0/96"), "IPv4-mapped addresses (RFC 4291)"),
+    (ipaddress.ip_network("fe80::/10"), "link-local addresses (RFC 4291)"),
+    (ipaddress.ip_network("ff00::/8"), "multicast addresses (RFC 4291)"),
+)
+
 
 class AddressKind(enum.StrEnum):
     """How the user wrote the pool; CIDRs get network/broadcast skipping (OpenELB #425)."""
@@ -50,7 +66,20 @@ def parse_ip(text: str, field: str) -> IPAddress:
 
 
 def parse_address(text: str) -> DeclaredRange:
-    """`192.0.2.10`, `192.0.2.0/24`, `192.0.2.10-192.0.2.20` (v4 or v6) -> DeclaredRange."""
+    """`192.0.2.10`, `192.0.2.0/24`, `192.0.2.10-192.0.2.20` (v4 or v6) -> DeclaredRange;
+    a range reaching into a special-purpose block (loopback, multicast, ...) is refused."""
+    declared = _parse_address(text)
+    for network, what in _SPECIAL:
+        if (network.version == declared.version  # then integers compare within a family
+                and int(declared.first) <= int(network.broadcast_address)
+                and int(network.network_address) <= int(declared.last)):
+            raise errors.InvalidObject(
+                FIELD, f"{text.strip()} reaches into {network}, {what}:"
+                " no client can reach a Service there", value=text)
+    return declared
+
+
+def _parse_address(text: str) -> DeclaredRange:
     raw = text.strip()
     if not raw:
         raise errors.InvalidObject(FIELD, "must not be empty", value=text)

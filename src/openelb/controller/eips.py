@@ -60,7 +60,7 @@ class EipSync:
             found[name] = pool
         gone = set(self._last_good) - set(found)
         self._last_good = found
-        self._alloc.set_pools(found.values())
+        self._alloc.set_pools(found.values(), self._invalid)
         self.dirty.update(found)
         for name in gone & self._exported:
             self._stats.addresses_total.remove(name)

@@ -75,6 +75,7 @@ class Allocator:
     def __init__(self, pool_list: Iterable[pools.Pool] = ()) -> None:
         self._pools: dict[str, pools.Pool] = {}
         self._problems: dict[str, errors.InvalidObject] = {}
+        self._invalid: dict[str, str] = {}  # Eips that do not parse -> why
         # Usable (non-overlapping) pools sorted by declared span start, per family, for
         # "which pool holds this IP" by bisection. Rebuilt only when pools change.
         self._span_starts: dict[int, list[int]] = {}
@@ -92,9 +93,13 @@ class Allocator:
 
     # ---- pools -------------------------------------------------------------------------
 
-    def set_pools(self, pool_list: Iterable[pools.Pool]) -> None:
-        """Replace the pool set. Existing assignments stay; only new choices change."""
+    def set_pools(self, pool_list: Iterable[pools.Pool],
+                  invalid: Mapping[str, str] | None = None) -> None:
+        """Replace the pool set. Existing assignments stay; only new choices change.
+        `invalid` names the Eips that exist but do not parse, with why: a Service naming
+        one is told that, not that the pool does not exist."""
         self._pools = {p.name: p for p in pool_list}
+        self._invalid = dict(invalid or {})
         self._problems = pools.find_problems(self._pools.values())
         usable = [p for p in self._pools.values() if not self._overlapping(p.name)]
         for version in (4, 6):
@@ -316,7 +321,10 @@ class Allocator:
     def _from_named(self, svc: service.LbService, version: int, labels: Mapping[str, str]) -> IP:
         named = [self._pools[n] for n in svc.pool_names if n in self._pools]
         if not named:
-            raise ipam_errors.UnknownPool(svc.pool_names[0])
+            first = svc.pool_names[0]
+            if first in self._invalid:
+                raise ipam_errors.PoolUnusable(first, self._invalid[first])
+            raise ipam_errors.UnknownPool(first)
         of_family = [p for p in named if p.version == version]
         if not of_family:
             raise ipam_errors.FamilyNotServed(tuple(p.name for p in named), version)

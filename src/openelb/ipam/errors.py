@@ -9,7 +9,7 @@ and has a constant lowerCamel `reason` used unchanged as log field and metric la
      ├── UnknownPool(name)                   the named Eip does not exist
      ├── PoolDisabled(pool)                  the pool takes no new assignments
      ├── PoolNotAllowed(pool, namespace)     the pool is bound to other namespaces
-     ├── PoolUnusable(pool, why)             the pool itself is invalid (overlap, 2nd default)
+     ├── PoolUnusable(pool, why)             the pool is invalid (bad spec, overlap, 2nd default)
      ├── FamilyNotServed(pools, version)     the named pools have no IPv4/IPv6 range
      ├── NotInAnyPool(ip)                    a requested/held IP lies outside every pool
      ├── NotInNamedPool(ip, pools)           requested IP and requested pool disagree

@@ -65,6 +65,15 @@ async def label_namespace(cluster: harness.Cluster) -> None:
     await cluster.label_namespace(cluster.namespace, {"team": "red"})
 
 
+async def create_loopback_pool(cluster: harness.Cluster) -> None:
+    await cluster.create_eip("loop", "127.0.0.0/8")
+
+
+async def replace_loopback_pool(cluster: harness.Cluster) -> None:
+    await cluster.delete_eip("loop")
+    await cluster.create_eip("loop", "203.0.113.80/28")
+
+
 async def correct_annotation(cluster: harness.Cluster) -> None:
     await cluster.patch_service("bad", {"metadata": {"annotations": {
         annotations.REQUESTED_IP_ANNOTATION: "198.51.100.7"}}})
@@ -84,6 +93,9 @@ CASES = [
     Case("pool bound to other namespaces", {"pool": "red"},
          "eip/red is bound to other namespaces, not {ns}", label_namespace, "192.0.2.33",
          setup=bind_pool_elsewhere),
+    Case("pool in loopback addresses", {"pool": "loop"},
+         "eip/loop is invalid: spec.address: 127.0.0.0/8 reaches into 127.0.0.0/8, loopback",
+         replace_loopback_pool, "203.0.113.81", setup=create_loopback_pool),
     Case("requested IP annotation not an IP", {"ip": "198.51.100.x"},
          f'metadata.annotations[{annotations.REQUESTED_IP_ANNOTATION}]: '
          '"198.51.100.x" is not an IP address', correct_annotation, "198.51.100.7"),

@@ -87,6 +87,43 @@ def test_bad_fields_are_named_with_the_reason(spec: dict[str, Any], message: str
     assert caught.value.message == message
 
 
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("127.0.0.0/8", "127.0.0.0/8 reaches into 127.0.0.0/8, loopback addresses (RFC 1122)"),
+        ("126.255.255.250-127.0.0.1",
+         "126.255.255.250-127.0.0.1 reaches into 127.0.0.0/8, loopback addresses (RFC 1122)"),
+        ("0.0.0.0/0", "0.0.0.0/0 reaches into 0.0.0.0/8, this-network addresses (RFC 791)"),
+        ("169.254.10.10", "169.254.10.10 reaches into 169.254.0.0/16, link-local addresses"
+                          " (RFC 3927)"),
+        ("239.1.1.0/24", "239.1.1.0/24 reaches into 224.0.0.0/4, multicast addresses (RFC 5771)"),
+        ("255.255.255.255", "255.255.255.255 reaches into 240.0.0.0/4, reserved and broadcast"
+                            " addresses (RFC 1112)"),
+        ("::1", "::1 reaches into ::1/128, the loopback address (RFC 4291)"),
+        ("::-::5", "::-::5 reaches into ::/128, the unspecified address (RFC 4291)"),
+        ("::ffff:192.0.2.0/120", "::ffff:192.0.2.0/120 reaches into ::ffff:0:0/96, IPv4-mapped"
+                                 " addresses (RFC 4291)"),
+        ("fe80::/64", "fe80::/64 reaches into fe80::/10, link-local addresses (RFC 4291)"),
+        ("ff02::1", "ff02::1 reaches into ff00::/8, multicast addresses (RFC 4291)"),
+    ],
+    ids=["loopback", "range ending in loopback", "everything", "link-local", "multicast",
+         "broadcast", "v6 loopback", "v6 unspecified", "v4-mapped", "v6 link-local",
+         "v6 multicast"],
+)
+def test_special_purpose_ranges_are_refused_with_the_reason(address: str, message: str) -> None:
+    with pytest.raises(errors.InvalidObject) as caught:
+        eip.Eip.parse(_raw({"address": address}))
+    assert caught.value.message == f"spec.address: {message}: no client can reach a Service there"
+
+
+@pytest.mark.parametrize("address", [
+    "192.0.2.0/24", "10.0.0.0/8", "100.64.0.0/10", "126.0.0.0/8", "128.0.0.0/16",
+    "223.255.255.0/24", "2001:db8::/32", "fd00::/8", "fe7f::1", "fec0::1",
+])
+def test_addresses_next_to_special_ranges_stay_usable(address: str) -> None:
+    assert eip.Eip.parse(_raw({"address": address})).declared.first is not None
+
+
 def test_orchestration_adds_the_object_to_the_message() -> None:
     with pytest.raises(errors.InvalidObject) as caught:
         eip.Eip.parse(_raw({"address": "192.0.2.9-192.0.2.1"}))

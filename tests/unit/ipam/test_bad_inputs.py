@@ -86,6 +86,18 @@ def test_unknown_pool() -> None:
     assert str(caught.value) == "eip/nope does not exist"
 
 
+def test_a_named_pool_that_exists_but_is_invalid_says_why() -> None:
+    alloc = allocator.Allocator()
+    with pytest.raises(errors.InvalidObject) as parsed:
+        eip.Eip.parse(_eip("127.0.0.0/8"))
+    alloc.set_pools([pool("lan", "192.0.2.0/24")], {"loop": parsed.value.message})
+    with pytest.raises(ipam_errors.PoolUnusable) as caught:
+        alloc.assign(svc("web", pool="loop"))
+    assert str(caught.value) == (
+        "eip/loop is invalid: spec.address: 127.0.0.0/8 reaches into 127.0.0.0/8, loopback"
+        " addresses (RFC 1122): no client can reach a Service there")
+
+
 def test_disabled_pool_takes_no_new_assignment() -> None:
     alloc = allocator.Allocator([pool("lan", "192.0.2.0/24", disabled=True)])
     with pytest.raises(ipam_errors.PoolDisabled) as caught:
