@@ -154,7 +154,8 @@ class RouteMonitor:
                 raise TimeoutError(f"router kernel: {what} not reached in {timeout:g}s")
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await self.changed.wait()
         return time.monotonic()
 
     async def aclose(self) -> None:

@@ -173,7 +173,8 @@ class StatusWatch:
             if left <= 0:
                 raise TimeoutError(f"{NAMESPACE}/{name} got no address in {timeout}s")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), left)
+                async with asyncio.timeout(left):
+                    await self.changed.wait()
         return self.assigned[name]
 
     async def aclose(self) -> None:

@@ -62,7 +62,8 @@ class StatusWatch:
                 raise TimeoutError(f"{missing} Services still without an address")
             self.changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.changed.wait(), self._poll)
+                async with asyncio.timeout(self._poll):
+                    await self.changed.wait()
 
     async def aclose(self) -> None:
         if self._task is not None:

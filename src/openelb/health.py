@@ -67,8 +67,8 @@ class HealthServer:
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
         try:
             try:
-                request = await asyncio.wait_for(self._read_request(reader, connection),
-                                                 READ_TIMEOUT)
+                async with asyncio.timeout(READ_TIMEOUT):
+                    request = await self._read_request(reader, connection)
             except h11.RemoteProtocolError as exc:  # h11 still lets us answer it
                 self._send(writer, connection, exc.error_status_hint, "text/plain",
                            f"bad request: {exc}\n".encode())

@@ -162,7 +162,8 @@ async def test_killed_owner_takes_its_servers_along(
     )
     try:
         assert child.stdout is not None
-        line = await asyncio.wait_for(child.stdout.readline(), 120)
+        async with asyncio.timeout(120):
+            line = await child.stdout.readline()
         started = json.loads(line)
     finally:
         child.send_signal(signal.SIGKILL)

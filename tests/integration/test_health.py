@@ -38,7 +38,8 @@ async def exchange(port: int, raw: bytes) -> bytes:
         writer.write(raw)
         writer.write_eof()
         await writer.drain()
-        return await asyncio.wait_for(reader.read(), 10)
+        async with asyncio.timeout(10):
+            return await reader.read()
     finally:
         writer.close()
 

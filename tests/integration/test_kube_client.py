@@ -134,7 +134,8 @@ async def test_watch_streams_changes_in_order(control_plane: controlplane.Contro
         await kube.create(configmaps, {"metadata": {"name": "w"}}, namespace)
         await kube.patch(configmaps, "w", {"data": {"k": "v"}}, namespace=namespace)
         await kube.delete(configmaps, "w", namespace)
-        await asyncio.wait_for(watcher, 30)
+        async with asyncio.timeout(30):
+            await watcher
         assert seen == [("ADDED", "w"), ("MODIFIED", "w"), ("DELETED", "w")]
 
 

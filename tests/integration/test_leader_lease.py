@@ -49,7 +49,8 @@ async def test_a_forged_lease_claiming_years_expires_after_our_own_duration(
         "metadata": {"name": LEASE},
         "spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 2_000_000_000}})
     async with electing(kube, namespace, "replica-a") as elector:
-        await asyncio.wait_for(elector.leading.wait(), 30)
+        async with asyncio.timeout(30):
+            await elector.leading.wait()
         lease = await kube.get(resources.LEASES, LEASE, namespace)
         assert lease["spec"]["holderIdentity"] == "replica-a"
         assert lease["spec"]["leaseDurationSeconds"] == 2
@@ -58,10 +59,12 @@ async def test_a_forged_lease_claiming_years_expires_after_our_own_duration(
 async def test_a_lease_its_holder_renews_is_never_taken(
         kube: client.Kube, namespace: str) -> None:
     async with electing(kube, namespace, "replica-a") as leader:
-        await asyncio.wait_for(leader.leading.wait(), 30)
+        async with asyncio.timeout(30):
+            await leader.leading.wait()
         async with electing(kube, namespace, "replica-b") as standby:
             # Three of the standby's lease durations, while the leader renews.
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(standby.leading.wait(), 3 * FAST["lease_duration"])
+                async with asyncio.timeout(3 * FAST["lease_duration"]):
+                    await standby.leading.wait()
             assert standby.state is leases.State.FOLLOWING
         assert leader.state is leases.State.LEADING

@@ -242,7 +242,8 @@ class Controller:
         while True:
             wait = max(0.0, next_flush - loop.time()) if self.eip_sync.dirty else interval
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pools_changed.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._pools_changed.wait()
             if self._pools_changed.is_set():
                 self._pools_changed.clear()
                 gone = self.eip_sync.sync_pools()

@@ -87,7 +87,8 @@ class Recorder:
         """Post what is waiting (for up to `grace` seconds), then stop the worker."""
         if self._pending is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._pending.join(), grace)
+                async with asyncio.timeout(grace):
+                    await self._pending.join()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):

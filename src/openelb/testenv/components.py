@@ -118,7 +118,8 @@ class Component:
 
     async def wait(self, timeout: float = 30.0) -> int:
         assert self.process is not None
-        return await asyncio.wait_for(self.process.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            return await self.process.wait()
 
     async def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""

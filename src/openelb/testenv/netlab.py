@@ -240,9 +240,10 @@ async def run(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(
-            process.communicate(input.encode() if input is not None else None), timeout
-        )
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate(
+                input.encode() if input is not None else None
+            )
     except TimeoutError:
         process.kill()
         await process.wait()
@@ -1161,7 +1162,8 @@ class Lab:
         try:
             if self._router is not None and self._router.processes:
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._router.stop(), 15.0)
+                    async with asyncio.timeout(15.0):
+                        await self._router.stop()
             await asyncio.gather(
                 *(process.stop(timeout=3.0) for process in self.processes),
                 return_exceptions=True,

@@ -450,7 +450,7 @@ class Gobgp(netlab.Router):
         aliases: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(host, config, aliases)
-        self._fib: _GobgpFib | None = None
+        self.fib: _GobgpFib | None = None  # the kernel FIB mirror, while gobgpd runs
 
     def render(self) -> str:
         """The gobgpd.toml for the current config."""
@@ -514,8 +514,8 @@ class Gobgp(netlab.Router):
             await self.wait_loaded(gobgpd)
         except netlab.WaitTimeout as exc:
             raise netlab.NetlabError(f"{exc}\n{await _go_stacks(gobgpd)}") from exc
-        self._fib = _GobgpFib(self)
-        await self._fib.start()
+        self.fib = _GobgpFib(self)
+        await self.fib.start()
 
     async def loaded(self) -> tuple[bool, object]:
         text, why = await _query(self.gobgp_argv("global", "--json"))
@@ -537,9 +537,9 @@ class Gobgp(netlab.Router):
                 and self.expected_neighbours() <= neighbours), seen
 
     async def stop(self) -> None:
-        if self._fib is not None:
-            await self._fib.aclose()
-            self._fib = None
+        if self.fib is not None:
+            await self.fib.aclose()
+            self.fib = None
         await super().stop()
 
     async def sessions(self) -> dict[str, netlab.SessionState]:
@@ -605,13 +605,15 @@ class _GobgpFib:
     """Mirrors GoBGP's ECMP RIB into the router namespace's kernel (proto bgp routes).
 
     `gobgp monitor global rib` lines wake it up; it then reads the whole RIB and applies
-    the difference with one `ip -batch`. It also resyncs every second as a safety net.
+    the difference with one `ip -batch`. It syncs once at start and again every second as
+    a safety net; `synced` is set after each round.
     On close it removes the routes it installed, as zebra does for a client that leaves.
     """
 
     def __init__(self, router: Gobgp) -> None:
         self.router = router
         self.wake = asyncio.Event()
+        self.synced = asyncio.Event()  # set after each sync round, as the loop waits again
         self.tasks: list[asyncio.Task[None]] = []
         self.monitors: list[asyncio.subprocess.Process] = []
 
@@ -646,13 +648,15 @@ class _GobgpFib:
 
     async def _sync_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), 1.0)
-            self.wake.clear()
+            self.wake.clear()  # a change during the sync wakes the next round
             try:
                 await self.sync()
             except Exception as exc:  # keep syncing; gobgpd may be restarting
                 self._log(f"sync failed: {exc!r}")
+            self.synced.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self.wake.wait()
 
     async def _kernel(self, version: int) -> dict[str, set[str]]:
         found = await self.router.host.ip_json(f"-{version}", "route", "show", "proto", _FIB_PROTO)
@@ -690,9 +694,9 @@ class _GobgpFib:
         for monitor in self.monitors:
             with contextlib.suppress(ProcessLookupError):
                 monitor.kill()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # gather, not `suppress(CancelledError)` around each await: that would also
+        # swallow a cancellation of aclose() itself (a caller's timeout).
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         for monitor in self.monitors:
             await monitor.wait()
         self.tasks.clear()

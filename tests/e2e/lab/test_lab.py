@@ -133,6 +133,25 @@ async def test_a_router_that_never_holds_its_config_fails_its_start_saying_why(
         assert not router.running
 
 
+async def test_gobgp_stops_even_when_a_rib_change_lands_as_it_stops(lab: LabFactory) -> None:
+    """The FIB mirror's loop waits for RIB changes with a timeout. A change signalled in
+    the same loop iteration as the stop once swallowed the loop's cancellation (Python
+    3.11's wait_for, CPython gh-86296), and stop() hung for ever: the router-restart
+    test's pytest timeouts of issue #18. It happens here every time on that code."""
+    async with lab(router="gobgp", nodes=1) as net:
+        router = net.router
+        assert isinstance(router, routers.Gobgp)
+        fib = router.fib
+        assert fib is not None
+        async with asyncio.timeout(20):
+            await fib.synced.wait()  # its loop now waits for the next change
+        fib.wake.set()
+        async with asyncio.timeout(20):
+            await router.stop()
+        assert router.fib is None
+        assert not router.running
+
+
 async def test_md5_sessions_come_up_only_with_the_right_password(
     lab: LabFactory, router_flavour: str
 ) -> None:

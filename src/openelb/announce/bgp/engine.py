@@ -135,7 +135,8 @@ class Engine:
     async def wait_connected(self, timeout: float = 30.0) -> None:
         """Until ExaBGP's API program has connected; BgpEngineError after `timeout`."""
         try:
-            await asyncio.wait_for(self._connected.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._connected.wait()
         except TimeoutError:
             raise errors.BgpEngineError(
                 "exabgp api not connected",
@@ -244,7 +245,8 @@ class Engine:
             writer.write(line.encode() + b"\n")
             await writer.drain()
         try:
-            return await asyncio.wait_for(future, self._timeout)
+            async with asyncio.timeout(self._timeout):
+                return await future
         except TimeoutError:
             raise errors.BgpEngineError("exabgp did not answer", line) from None
 
@@ -265,7 +267,8 @@ class Engine:
             await self.command("reload")
             wait = min(retry_after, max(0.0, deadline - loop.time()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload_seen.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._reload_seen.wait()
             if len(self._reload_errors) > refused:
                 raise errors.BgpEngineError("exabgp refused the configuration",
                                             self._reload_errors[-1])
@@ -283,7 +286,8 @@ class Engine:
             with contextlib.suppress(errors.BgpEngineError):
                 await self.command("shutdown")
             try:
-                await asyncio.wait_for(process.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await process.wait()
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)

@@ -192,7 +192,8 @@ class Heartbeats:
                 pause = max(0.0, min(pause, settles_in))
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+                async with asyncio.timeout(pause):
+                    await self._wake.wait()
 
     def live(self, fallback: Iterable[str] = ()) -> frozenset[str]:
         return self.state.live(self._clock(), fallback)
