@@ -91,8 +91,7 @@ class Recorder:
                     await self._pending.join()
         if self._worker is not None:
             self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+            await asyncio.gather(self._worker, return_exceptions=True)
         self._pending = self._worker = None
 
     async def _drain(self, pending: asyncio.Queue[tuple[ObjectRef, str, str, str]]) -> None:

@@ -294,8 +294,7 @@ class Engine:
                 await process.wait()
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await asyncio.gather(self._supervisor, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         if self._writer is not None:

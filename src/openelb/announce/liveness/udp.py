@@ -226,8 +226,7 @@ class Heartbeats:
     async def _stop_sending(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
     async def aclose(self) -> None:
