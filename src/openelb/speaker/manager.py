@@ -112,7 +112,9 @@ class Speaker:
         if not secret:
             log.warning("heartbeat secret is empty", extra={"op": "liveness"})
             return
-        beats = udp.Heartbeats(s.node, secret, s.heartbeat, on_change=self._dirty.set)
+        beats = udp.Heartbeats(s.node, secret, s.heartbeat, on_change=self._dirty.set,
+                               on_refused=self.stats.count_refused)
+        self.stats.watch_heartbeats(beats)
         await beats.start()
         self.layer2.heartbeats = beats
         log.info("heartbeats started", extra={"op": "liveness", "node": s.node,

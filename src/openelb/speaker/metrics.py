@@ -3,6 +3,7 @@
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from openelb.announce import layer2 as l2
+from openelb.announce.liveness import codec, udp
 
 __all__ = ["SpeakerMetrics"]
 
@@ -37,6 +38,15 @@ class SpeakerMetrics:
         self.layer2_drops = Counter(
             "openelb_layer2_drops_total", "Frames not answered, by reason.",
             ["family", "reason"], registry=registry)
+        self.heartbeats_refused = Counter(
+            "openelb_heartbeat_refused_total",
+            "Heartbeat datagrams refused, by reason (badMac: wrong key or forged; replayed,"
+            " stale: an old datagram sent again or a clock off by more than the window).",
+            ["reason"], registry=registry)
+        self.live_peers = Gauge(
+            "openelb_heartbeat_live_peers",
+            "Other speakers this node hears heartbeats from within the timeout.",
+            registry=registry)
         self.skipped = Gauge(
             "openelb_speaker_skipped_services", "Services this node does not announce, by why.",
             ["reason"], registry=registry)
@@ -51,3 +61,11 @@ class SpeakerMetrics:
             self.layer2_gratuitous.labels(str(family)).inc()
         elif metric is l2.Metric.DROPS:
             self.layer2_drops.labels(str(family), str(drop or "unknown")).inc()
+
+    def count_refused(self, reason: codec.Refused) -> None:
+        """Heartbeats' on_refused hook."""
+        self.heartbeats_refused.labels(str(reason)).inc()
+
+    def watch_heartbeats(self, beats: udp.Heartbeats) -> None:
+        """The live-peers gauge reads the heartbeats when scraped."""
+        self.live_peers.set_function(beats.live_peers)

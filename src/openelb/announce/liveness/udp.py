@@ -39,6 +39,10 @@ class HeartbeatSettings:
     port: int = 7473
     interval: float = 0.25  # how often a heartbeat goes to each peer
     timeout: float = 1.0  # silent this long -> dead (detection <= 1 s by default)
+    refusal_log_every: float = 10.0  # at most one warning per refusal reason this often
+
+
+OnRefused = Callable[[codec.Refused], None]
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -53,8 +57,13 @@ class Heartbeats:
     def __init__(self, node: str, secret: bytes, settings: HeartbeatSettings,
                  on_change: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 on_refused: OnRefused = lambda reason: None) -> None:
+        """`on_refused` sees every refused datagram's reason (for metrics); refusals are
+        also logged, at most once per reason every `settings.refusal_log_every` s with
+        the count since the last line, so a flood cannot flood the log."""
         self.node = node
+        self._on_refused = on_refused
         self._secret = secret
         self.settings = settings
         self._on_change = on_change
@@ -72,6 +81,7 @@ class Heartbeats:
         self._claiming = False
         self._wake = asyncio.Event()  # cuts the send loop's sleep short
         self.refused: dict[str, int] = {}
+        self._refusals_logged: dict[codec.Refused, tuple[float, int]] = {}  # (at, count then)
 
     def set_peers(self, peers: Mapping[str, str]) -> None:
         """Peer node name -> address to send to (its InternalIP).
@@ -120,7 +130,7 @@ class Heartbeats:
     def _received(self, data: bytes) -> None:
         decoded = codec.decode(data, self._secret)
         if isinstance(decoded, codec.Refused):
-            self.refused[decoded] = self.refused.get(decoded, 0) + 1
+            self._refuse(decoded)
             return
         now, rejoins = self._clock(), self.state.rejoins
         # A heartbeat can only add its sender to the live set: the whole set is only
@@ -129,7 +139,7 @@ class Heartbeats:
         was_joining = self.state.is_joining(decoded.node, now)
         refusal = self.state.accept(decoded, now, self._wall())
         if refusal is not None:
-            self.refused[refusal] = self.refused.get(refusal, 0) + 1
+            self._refuse(refusal, decoded.node)
             return
         if decoded.leaving:
             if known:
@@ -144,6 +154,23 @@ class Heartbeats:
         if not known or started_claiming:
             self._check_change(rejoined=self.state.rejoins != rejoins,
                                claimed=started_claiming)
+
+    def _refuse(self, reason: codec.Refused, claimed_sender: str = "") -> None:
+        count = self.refused[reason] = self.refused.get(reason, 0) + 1
+        self._on_refused(reason)
+        now = self._clock()
+        last_at, count_then = self._refusals_logged.get(reason, (None, 0))
+        if last_at is None or now - last_at >= self.settings.refusal_log_every:
+            # The sender's name is only what the datagram claims; a refused MAC says
+            # nothing trustworthy, so only authenticated refusals carry it.
+            log.warning("heartbeats refused", extra={
+                "op": "liveness", "node": self.node, "reason": str(reason),
+                "peer": claimed_sender, "count": count - count_then})
+            self._refusals_logged[reason] = (now, count)
+
+    def live_peers(self) -> int:
+        """How many other speakers are alive now, as the heartbeats say."""
+        return len(self.state.live(self._clock()) - {self.node}) if self._peers else 0
 
     def _check_change(self, rejoined: bool = False, claimed: bool = False) -> None:
         now = self._clock()
