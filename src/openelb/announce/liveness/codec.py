@@ -6,9 +6,12 @@ number (strictly increasing within a boot), wall-clock time, the layer-2 pools t
 node can serve, and whether its start-up hold-down is over and it has taken its claims
 (`claiming`; absent in heartbeats of speakers that predate the flag, which count as
 claiming). A speaker that stops sends a last one with `leaving` set (key absent
-otherwise). A receiver accepts a heartbeat only if the MAC matches, the time is
-within `max_skew` of its own clock, and the (node, boot) sequence number grew: a
-captured packet replayed later is refused. Every refusal is a `Refused` value.
+otherwise), and `booted_at` is the sender's wall clock when its boot began (absent
+from speakers that predate it). A receiver accepts a heartbeat only if the MAC
+matches, the time is within `max_skew` of its own clock, the boot is not older than
+the newest seen from that node, and the (node, boot) sequence number grew: a captured
+packet replayed later, even after the sender restarted, is refused. Every refusal is
+a `Refused` value.
 """
 
 import enum
@@ -32,6 +35,7 @@ class Heartbeat:
     pools: frozenset[str] = frozenset()
     claiming: bool = True  # the sender's hold-down is over and its claims are applied
     leaving: bool = False  # the sender stops: count it dead now, not after the timeout
+    booted_at: float | None = None  # sender's wall clock when this boot began
 
 
 class Refused(enum.StrEnum):
@@ -40,6 +44,8 @@ class Refused(enum.StrEnum):
     MALFORMED = "malformed"
     STALE = "stale"
     REPLAYED = "replayed"
+    OLD_BOOT = "oldBoot"  # from a boot older than the newest seen from that node
+    OTHER_BOOT = "otherBoot"  # a goodbye from a boot that is not the node's current one
 
 
 def encode(beat: Heartbeat, secret: bytes) -> bytes:
@@ -48,6 +54,8 @@ def encode(beat: Heartbeat, secret: bytes) -> bytes:
         "p": sorted(beat.pools), "c": beat.claiming}
     if beat.leaving:
         fields["l"] = True
+    if beat.booted_at is not None:
+        fields["bt"] = round(beat.booted_at, 3)
     body = json.dumps(fields, separators=(",", ":")).encode()
     return MAGIC + hmac.new(secret, body, hashlib.sha256).digest() + body
 
@@ -66,6 +74,7 @@ def decode(packet: bytes, secret: bytes) -> Heartbeat | Refused:
             node=str(data["n"]), boot=str(data["b"]), seq=int(data["s"]),
             sent_at=float(data["t"]), pools=frozenset(str(p) for p in data.get("p", ())),
             claiming=data.get("c", True) is not False, leaving=data.get("l") is True,
+            booted_at=float(data["bt"]) if "bt" in data else None,
         )
     except (ValueError, KeyError, TypeError):
         return Refused.MALFORMED

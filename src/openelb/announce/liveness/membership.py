@@ -19,9 +19,18 @@ heartbeat is younger than `timeout` (monotonic clock). Rules for the edges:
   addresses meanwhile, and the LAN may still point at it. `rejoins` counts such
   returns, so the speaker can announce what it owns once more. A peer that comes back
   with a new boot id restarted: it claimed nothing while down, nothing to correct.
+* Boots are ordered: each heartbeat carries when its boot began (`booted_at`), and a
+  boot older than the node's current, live one is refused (`oldBoot`), so packets
+  captured before a restart cannot be replayed after it within the skew window. A
+  heartbeat without `booted_at` (a speaker that predates it) counts as older than any
+  boot that has one. Once the current boot has been silent for the timeout, a boot
+  that looks older is taken: the node may have restarted after its clock stepped back,
+  and refusing it would leave two nodes claiming its addresses.
 * Leaving: a peer's last heartbeat says it stops (SIGTERM); it is dead from then on,
-  so its addresses move at once instead of one timeout later. Its boot and sequence
-  number are kept, so a replay of that heartbeat is refused like any other.
+  so its addresses move at once instead of one timeout later. Only a goodbye of the
+  node's current boot counts (`otherBoot` otherwise). Its boot and sequence number are
+  kept, so a replay of that heartbeat is refused like any other, and if the peer is
+  heard again with that boot it counts as a rejoin (this node announces again).
 * Joining: a live peer whose heartbeats say it is not claiming yet (its own start-up
   hold-down) is `joining`. The node that holds an address such a peer will own keeps
   answering for it until the peer says it claims (make before break, planner's
@@ -44,6 +53,7 @@ class _Peer:
     heard_at: float
     pools: frozenset[str]
     claiming: bool
+    booted_at: float | None = None
 
 
 @dataclass
@@ -64,16 +74,23 @@ class Membership:
         if abs(wall - beat.sent_at) > self.max_skew:
             return codec.Refused.STALE
         known = self._peers.get(beat.node)
-        if known is not None and known.boot == beat.boot and beat.seq <= known.seq:
+        same_boot = known is not None and known.boot == beat.boot
+        if known is not None and same_boot and beat.seq <= known.seq:
             return codec.Refused.REPLAYED
-        # A new boot id (the peer restarted) starts a new sequence; the wall-clock window
-        # above keeps an old boot's captured packets from being replayed for long.
+        if (known is not None and not same_boot and now - known.heard_at <= self.timeout
+                and _older(beat.booted_at, known.booted_at)):
+            return codec.Refused.OLD_BOOT
+        # A newer boot id (the peer restarted) starts a new sequence.
         if beat.leaving:
-            self._peers[beat.node] = _Peer(beat.boot, beat.seq, -math.inf, frozenset(), True)
+            if not same_boot:
+                return codec.Refused.OTHER_BOOT
+            self._peers[beat.node] = _Peer(beat.boot, beat.seq, -math.inf, frozenset(), True,
+                                           beat.booted_at)
             return None
-        if known is not None and known.boot == beat.boot and now - known.heard_at > self.timeout:
+        if known is not None and same_boot and now - known.heard_at > self.timeout:
             self.rejoins += 1
-        self._peers[beat.node] = _Peer(beat.boot, beat.seq, now, beat.pools, beat.claiming)
+        self._peers[beat.node] = _Peer(beat.boot, beat.seq, now, beat.pools, beat.claiming,
+                                       beat.booted_at)
         self._heard_anyone = True
         return None
 
@@ -104,3 +121,10 @@ class Membership:
     def serving(self, now: float) -> dict[str, frozenset[str]]:
         """Layer-2 pools each alive peer says it can serve."""
         return {n: p.pools for n, p in self._peers.items() if now - p.heard_at <= self.timeout}
+
+
+def _older(booted_at: float | None, current: float | None) -> bool:
+    """Whether a boot that began at `booted_at` predates the node's current boot."""
+    if current is None:
+        return False  # the current boot predates boot times: nothing to order by
+    return booted_at is None or booted_at <= current

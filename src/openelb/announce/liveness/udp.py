@@ -70,6 +70,7 @@ class Heartbeats:
         self._clock, self._wall = clock, wall
         self.state = membership.Membership(node, clock(), settings.timeout)
         self._boot = secrets.token_hex(8)
+        self._booted_at = wall()
         self._seq = 0
         self._peers: dict[str, str] = {}  # node -> address
         self.pools: frozenset[str] = frozenset()
@@ -198,7 +199,8 @@ class Heartbeats:
     def _send(self, *, leaving: bool = False) -> None:
         self._seq += 1
         packet = codec.encode(codec.Heartbeat(self.node, self._boot, self._seq, self._wall(),
-                                              self.pools, self._claiming, leaving),
+                                              self.pools, self._claiming, leaving,
+                                              self._booted_at),
                               self._secret)
         for address in list(self._peers.values()):
             family = socket.AF_INET6 if ":" in address else socket.AF_INET

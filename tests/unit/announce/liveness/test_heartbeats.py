@@ -106,3 +106,75 @@ def test_a_leaving_peer_is_dead_at_once_and_its_goodbye_cannot_be_replayed() -> 
                  now=7.0, wall=1002.0)
     assert state.live(now=7.1) == {"node-a", "node-b"}
     assert state.joining(now=7.1) == {"node-b"}
+
+
+def _booted(seq: int, boot: str, booted_at: float | None, at: float, *,
+            leaving: bool = False) -> codec.Heartbeat:
+    return dataclasses.replace(_beat(seq, boot=boot, at=at), booted_at=booted_at,
+                               leaving=leaving)
+
+
+def test_the_boot_time_round_trips_and_old_speakers_send_none() -> None:
+    beat = _booted(1, "b1", 990.5, 1000.0)
+    assert codec.decode(codec.encode(beat, SECRET), SECRET) == beat
+    assert codec.decode(codec.encode(_beat(1), SECRET), SECRET) == _beat(1)
+    assert _beat(1).booted_at is None
+
+
+def test_a_goodbye_captured_before_a_restart_is_refused_after_it() -> None:
+    """The attack run's replay: node-b's "leaving" heartbeat of its previous boot, sent
+    again seconds after node-b restarted, made node-a count it dead and take its
+    addresses. A boot older than the newest one seen is refused; node-b stays live."""
+    state = membership.Membership("node-a", started_at=0.0, timeout=1.0)
+    assert state.accept(_booted(7, "b1", 900.0, 1000.0), now=5.0, wall=1000.0) is None
+    captured = _booted(8, "b1", 900.0, 1000.2, leaving=True)
+    assert state.accept(_booted(1, "b2", 1003.0, 1003.0), now=8.0, wall=1003.0) is None
+    assert state.accept(_booted(2, "b2", 1003.0, 1007.9), now=12.9, wall=1007.9) is None
+    replayed = dataclasses.replace(captured, sent_at=1008.0)  # inside the skew window
+    assert state.accept(replayed, now=13.0, wall=1008.0) is codec.Refused.OLD_BOOT
+    assert state.accept(_booted(9, "b1", 900.0, 1008.0), now=13.0, wall=1008.0) is (
+        codec.Refused.OLD_BOOT)
+    assert state.accept(_booted(3, "b2", 1003.0, 1008.0), now=13.0, wall=1008.0) is None
+    assert state.live(now=13.1) == {"node-a", "node-b"}
+
+
+def test_once_a_node_sends_boot_times_a_heartbeat_without_one_is_an_old_boot() -> None:
+    state = membership.Membership("node-a", started_at=0.0, timeout=1.0)
+    assert state.accept(_beat(1, boot="old", at=1000.0), now=5.0, wall=1000.0) is None
+    # Upgraded: the new boot carries its time and replaces the old one ...
+    assert state.accept(_booted(1, "b2", 1001.0, 1001.0), now=6.0, wall=1001.0) is None
+    # ... after which nothing from a boot without a time is taken.
+    assert state.accept(_beat(5, boot="old", at=1002.0), now=7.0, wall=1002.0) is (
+        codec.Refused.OLD_BOOT)
+
+
+def test_only_a_goodbye_of_the_current_boot_counts() -> None:
+    state = membership.Membership("node-a", started_at=0.0, timeout=1.0)
+    assert state.accept(_booted(1, "b1", 900.0, 1000.0), now=5.0, wall=1000.0) is None
+    stray = _booted(1, "b9", 950.0, 1000.1, leaving=True)  # a newer boot never heard
+    assert state.accept(stray, now=5.1, wall=1000.1) is codec.Refused.OTHER_BOOT
+    assert state.live(now=5.2) == {"node-a", "node-b"}
+
+
+def test_a_peer_heard_again_after_its_goodbye_counts_as_a_rejoin() -> None:
+    """If a goodbye of the current boot was forged or the peer kept running, the owner
+    announces its addresses again when the peer is heard once more."""
+    state = membership.Membership("node-a", started_at=0.0, timeout=1.0)
+    state.accept(_booted(1, "b1", 900.0, 1000.0), now=5.0, wall=1000.0)
+    state.accept(_booted(2, "b1", 900.0, 1000.1, leaving=True), now=5.1, wall=1000.1)
+    assert state.live(now=5.1) == {"node-a"}
+    assert state.accept(_booted(3, "b1", 900.0, 1000.3), now=5.3, wall=1000.3) is None
+    assert state.rejoins == 1
+    assert state.live(now=5.3) == {"node-a", "node-b"}
+
+
+def test_a_restart_after_the_clock_stepped_back_is_taken_once_the_old_boot_is_silent() -> None:
+    """Refusing it for good would leave node-b's addresses claimed twice (it claims
+    them, node-a thinks it is dead)."""
+    state = membership.Membership("node-a", started_at=0.0, timeout=1.0)
+    state.accept(_booted(1, "b1", 900.0, 1000.0), now=5.0, wall=1000.0)
+    stepped_back = _booted(1, "b2", 800.0, 1000.5)
+    assert state.accept(stepped_back, now=5.5, wall=1000.5) is codec.Refused.OLD_BOOT
+    later = _booted(2, "b2", 800.0, 1001.5)
+    assert state.accept(later, now=6.5, wall=1001.5) is None  # b1 silent since 5.0
+    assert state.live(now=6.6) == {"node-a", "node-b"}
