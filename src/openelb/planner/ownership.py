@@ -49,6 +49,9 @@ class Layer2Plan:
     owners: Mapping[addresses.IPAddress, str] = field(default_factory=dict)  # ip -> node
     announced: Mapping[str, frozenset[addresses.IPAddress]] = field(default_factory=dict)
     skipped: Mapping[str, eligibility.Skip] = field(default_factory=dict)  # svc -> why
+    # Claimed addresses this node only keeps for a joining owner (make before break):
+    # that owner's first announcement is expected, not a conflict to defend against.
+    kept: frozenset[addresses.IPAddress] = frozenset()
 
 
 def plan_layer2(
@@ -66,6 +69,7 @@ def plan_layer2(
     owners: dict[addresses.IPAddress, str] = {}
     announced: dict[str, frozenset[addresses.IPAddress]] = {}
     skipped: dict[str, eligibility.Skip] = {}
+    kept: set[addresses.IPAddress] = set()
     for svc in snap.services:
         if not svc.wants_address:
             continue
@@ -81,6 +85,7 @@ def plan_layer2(
             chosen = owner(ip, candidates)
             if chosen in joining and ip in held and snap.node in candidates:
                 chosen = snap.node
+                kept.add(ip)
             if chosen is None:
                 skipped[svc.key] = (eligibility.service_skip(snap, svc, snap.node)
                                     or eligibility.Skip.NO_INTERFACE)
@@ -94,4 +99,4 @@ def plan_layer2(
         if mine:
             announced[svc.key] = frozenset(mine)
             skipped.pop(svc.key, None)
-    return Layer2Plan(frozenset(claims), owners, announced, skipped)
+    return Layer2Plan(frozenset(claims), owners, announced, skipped, frozenset(kept))

@@ -79,7 +79,7 @@ class Layer2Mode:
                     claims.add(l2.Claim(claim.ip, iface))
         kept = self.announcer.claims & claims
         try:
-            await self.announcer.set(frozenset(claims))
+            await self.announcer.set(frozenset(claims), undefended=plan.kept)
         finally:
             if settled and self.heartbeats is not None:
                 # After the claims (and their first GARPs) went out; also when some

@@ -36,6 +36,7 @@ __all__ = ["SpeakerSettings", "run"]
 log = logging.getLogger(__name__)
 
 ANNOUNCE: str = "AnnounceIP"
+ADDRESS_CONFLICT: str = "AddressConflict"
 WITHDRAW: str = "WithdrawIP"
 
 
@@ -89,6 +90,7 @@ class Speaker:
     async def start_layer2(self) -> None:
         """The ARP/NDP announcer, and heartbeats once the shared Secret can be read."""
         announcer_l2 = l2.Layer2Announcer(on_counter=self.stats.count_layer2,
+                                          on_conflict=self._address_conflict,
                                           on_lost=self._dirty.set)
         self.layer2 = layer2.Layer2Mode(self.settings.node, None, announcer_l2)
         await self._start_heartbeats()
@@ -197,6 +199,21 @@ class Speaker:
             self.stats.layer2_owned.remove(ip, key)
             self.stats.layer2_ownership_changes.labels("released").inc()
         self._owned = now
+
+    def _address_conflict(self, ip: Any, other: str, defended: bool) -> None:
+        """MAC `other` claimed `ip`: a Warning on each Service this node answers it for
+        (at most one per address per second, the announcer's defence interval)."""
+        node = self.settings.node
+        what = ("announced it again" if defended
+                else "not announcing it again: this speaker is stopping")
+        for key, ips in self._announced["layer2"].items():
+            raw = self.informers["services"].get(key) if ip in ips else None
+            if raw is None:
+                continue
+            self.recorder.emit(events.ObjectRef.of(raw, "Service", "v1"), "Warning",
+                               ADDRESS_CONFLICT,
+                               f"{other} claims {ip}, which node {node} answers for; {what}",
+                               service=key, ip=str(ip), node=node, mac=other)
 
     def _post_events(self, protocol: str, announced: Mapping[str, frozenset[Any]],
                      skipped: Mapping[str, eligibility.Skip]) -> None:

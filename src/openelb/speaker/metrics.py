@@ -38,6 +38,10 @@ class SpeakerMetrics:
         self.layer2_drops = Counter(
             "openelb_layer2_drops_total", "Frames not answered, by reason.",
             ["family", "reason"], registry=registry)
+        self.layer2_conflicts = Counter(
+            "openelb_layer2_conflicts_total",
+            "Frames from another MAC claiming an address this node answers for.",
+            ["family"], registry=registry)
         self.heartbeats_refused = Counter(
             "openelb_heartbeat_refused_total",
             "Heartbeat datagrams refused, by reason (badMac: wrong key or forged; replayed,"
@@ -59,6 +63,8 @@ class SpeakerMetrics:
             self.layer2_replies.labels(str(family)).inc()
         elif metric is l2.Metric.GRATUITOUS_SENT:
             self.layer2_gratuitous.labels(str(family)).inc()
+        elif metric is l2.Metric.CONFLICTS:
+            self.layer2_conflicts.labels(str(family)).inc()
         elif metric is l2.Metric.DROPS:
             self.layer2_drops.labels(str(family), str(drop or "unknown")).inc()
 

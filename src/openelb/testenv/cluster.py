@@ -286,6 +286,18 @@ class Cluster:
         return "\n".join(f"--- {name}\n{process.log_text()[-2500:]}"
                          for name, process in sorted(self.speakers.items()))
 
+    async def speaker_metric(self, node: str, name: str, labels: str = "") -> float:
+        """One sample of `node`'s speaker metrics, e.g. ("openelb_layer2_gratuitous_total",
+        'family="ipv4"'); 0 when the series is absent."""
+        result = await self.lab.node(node).exec(
+            "curl", "--silent", "--max-time", "2", f"http://{SPEAKER_HEALTH_ADDR}/metrics",
+            check=False, timeout=10.0)
+        series = f"{name}{{{labels}}}" if labels else name
+        for line in result.stdout.splitlines():
+            if line.startswith(series + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
     async def layer2_owners(self, ip: str) -> set[str]:
         """The nodes whose running speaker reports `openelb_layer2_owned` for `ip`."""
         wanted = f'openelb_layer2_owned{{ip="{ipaddress.ip_address(ip)}"'

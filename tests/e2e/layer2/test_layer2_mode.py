@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from collections.abc import Callable
 import pytest
 
 from openelb.testenv import cluster as testenv_cluster
+from openelb.testenv import netlab
 from tests.e2e.conftest import ClusterFactory
 from tests.e2e.layer2 import lan
 
@@ -177,6 +179,71 @@ async def test_a_restarted_owner_hands_over_and_takes_back_without_a_gap(
         # The first one may still be in flight when the owner stops while announcing.
         taken = collections.Counter(node for at, node, kind in everything if kind == "claim")
         await lan.wait_for_announce_events(c, ns, vip, dict(taken))
+
+
+# One gratuitous ARP for argv[1] from MAC argv[2] on eth0: what `arping -U` would send
+# if it could (it must own the address to bind to it).
+_ROGUE_GARP = """
+import socket, sys
+from ipaddress import ip_address
+from openelb.announce.layer2 import arp, ethernet
+with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as raw:
+    raw.bind(("eth0", 0))
+    raw.send(arp.gratuitous_frame(ip_address(sys.argv[1]), ethernet.parse_mac(sys.argv[2])))
+"""
+
+
+async def test_the_owner_defends_its_address_against_a_rogue_gratuitous_arp(
+        cluster: ClusterFactory, record_property: RecordProperty) -> None:
+    """The attack run: one gratuitous ARP from another host's MAC for a Service address
+    moved the router's neighbour entry, and remote clients lost the Service for 11 s.
+    The owner now sees the conflict, announces again at once (RFC 5227 §2.4), and posts
+    an AddressConflict Warning naming the other MAC."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        vip = await _web(c, ns)
+        owner = lan.expected_owner(vip, NODES)
+        await lan.wait_for_owner(c, vip, owner)
+
+        async def claim_repeats_done() -> tuple[bool, object]:
+            # The claim's announcement and its 3 repeats: none can mask the defence.
+            sent = await c.speaker_metric(owner, "openelb_layer2_gratuitous_total",
+                                          'family="ipv4"')
+            return sent >= 4, sent
+
+        await netlab.poll_until("owner's claim repeats sent", claim_repeats_done, 15.0,
+                                c.speaker_logs, interval=0.1)
+        # The router learns the address the way it serves remote clients.
+        assert (await c.lab.http_get(c.lab.remote_client, vip)).strip() == owner
+        router, rogue = c.lab.router_host, c.lab.lan_client
+        owner_mac = c.lab.node(owner).mac
+        entry = await router.neighbor(vip)
+        assert entry is not None
+        assert entry.mac == owner_mac
+
+        capture = await rogue.start_capture("arp")
+        sent = time.monotonic()
+        await rogue.exec(sys.executable, "-c", _ROGUE_GARP, vip, rogue.mac)
+
+        async def router_back_on_owner() -> tuple[bool, object]:
+            now = await router.neighbor(vip)
+            return now is not None and now.mac == owner_mac, now
+
+        await netlab.poll_until("router's neighbour entry back on the owner",
+                                router_back_on_owner, 10.0, c.speaker_logs, interval=0.02)
+        record_property("rogue_garp_to_owner_again_s", round(time.monotonic() - sent, 3))
+        assert (await c.lab.http_get(c.lab.remote_client, vip)).strip() == owner
+        # On the wire: the rogue's announcement, then the owner's answer to it.
+        by_mac = {host.mac: host.name for host in c.lab.nodes} | {rogue.mac: "rogue"}
+        order = [by_mac.get(f.source, f.source)
+                 for f in lan.announcements(await lan.finish(capture), vip)]
+        assert order[-2:] == ["rogue", owner], order
+
+        async def warned() -> tuple[bool, object]:
+            found = await c.events(ns, "AddressConflict")
+            return any(rogue.mac in text and owner in text for text in found), found
+
+        await netlab.poll_until("AddressConflict Warning", warned, 15.0, c.speaker_logs)
 
 
 async def test_speakers_started_together_announce_each_address_from_its_owner_only(

@@ -108,6 +108,23 @@ def test_the_holder_keeps_an_address_until_its_joining_owner_claims() -> None:
     assert _claimed(owner, (web,), live, frozenset(), frozenset()) == {ip}
 
 
+def test_an_address_kept_for_a_joining_owner_is_marked_kept_not_owned() -> None:
+    """The holder must not defend it: the owner's first announcement is the handover."""
+    web = svc("web", assigned=["192.0.2.150"])
+    ip = IPS[50]
+    live = frozenset({"node-a", "node-b", "node-c"})
+    owner = ownership.owner(ip, live)
+    holder = sorted(live - {owner})[0]
+    nodes = tuple(NODE_NAMES[:4])
+    keeping = ownership.plan_layer2(_snap(holder, (web,), nodes), live, {},
+                                    frozenset({owner}), frozenset({ip}))
+    assert keeping.kept == {ip}
+    assert {c.ip for c in keeping.claims} == {ip}
+    owning = ownership.plan_layer2(_snap(owner, (web,), nodes), live, {})
+    assert owning.kept == frozenset()
+    assert {c.ip for c in owning.claims} == {ip}
+
+
 @settings(max_examples=200)
 @given(live=st.sets(st.sampled_from(NODE_NAMES[:4]), min_size=1),
        joining=st.sets(st.sampled_from(NODE_NAMES[:4])),

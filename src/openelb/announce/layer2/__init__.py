@@ -5,7 +5,7 @@ calls `Layer2Announcer.set(claims)`; `resolve_interface` turns an Eip's `interfa
 into the name a Claim carries. Modules, bottom up:
 
     ethernet, arp, ndp   pure codecs of Ethernet, ARP and Neighbor Discovery
-    frames               pure: decide(frame) -> Reply | Drop.<reason>
+    frames               pure: decide(frame) -> Reply | Conflict | Drop.<reason>
     netlink              interface, MAC and route lookups (pyroute2)
     rawsocket            the AF_PACKET sockets, BPF-filtered, on the asyncio loop
     announcer            Layer2Announcer: diffs claims, answers, announces
@@ -17,14 +17,16 @@ from openelb.announce.layer2.announcer import (
     Counters,
     Layer2Announcer,
     Metric,
+    OnConflict,
     OnCounter,
 )
 from openelb.announce.layer2.errors import InterfaceUnavailable, Layer2Error, NetlinkFailed
-from openelb.announce.layer2.frames import Drop, Family, Reply, decide
+from openelb.announce.layer2.frames import Conflict, Drop, Family, Reply, decide
 from openelb.announce.layer2.netlink import resolve_interface
 
 __all__ = [
     "Claim",
+    "Conflict",
     "Counters",
     "Drop",
     "Family",
@@ -33,6 +35,7 @@ __all__ = [
     "Layer2Error",
     "Metric",
     "NetlinkFailed",
+    "OnConflict",
     "OnCounter",
     "Reply",
     "decide",

@@ -19,8 +19,16 @@ requests, and sends no gratuitous frame, pending repeats included, so it never p
 LAN's neighbour entries back from the node taking over.
 
 Every received frame goes through frames.decide; the Reply is sent and the Drop is
-counted. What could not be opened is raised as InterfaceUnavailable after everything
-else is in place, so one bad interface never blocks the others. Claims whose socket
+counted. A Conflict (another MAC saying it has one of our addresses: a rogue or
+misconfigured host, RFC 5227 §2.4) is counted and reported through `on_conflict`; an
+address being defended is announced again at once, at most once per `defend_interval`
+per address, so a stream of forged frames cannot keep the LAN away from it (a leaving
+speaker reports but no longer announces). Addresses this node only keeps for a joining
+owner (make before break) are not defended: their owner's first announcement is the
+expected handover, not a conflict.
+
+What could not be opened is raised as InterfaceUnavailable after everything else is
+in place, so one bad interface never blocks the others. Claims whose socket
 later fails are dropped and `on_lost` is called so the caller sets them again.
 """
 
@@ -30,6 +38,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -37,7 +46,8 @@ from typing import Protocol
 
 from openelb.announce.layer2 import arp, errors, ethernet, frames, ndp, netlink, rawsocket
 
-__all__ = ["Claim", "Counters", "Layer2Announcer", "Metric", "OnCounter", "Transport"]
+__all__ = ["Claim", "Counters", "Layer2Announcer", "Metric", "OnConflict", "OnCounter",
+           "Transport"]
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +74,12 @@ class Metric(StrEnum):
     GRATUITOUS_SENT = "gratuitous_sent"  # gratuitous ARPs and unsolicited NAs
     DROPS = "drops"  # by frames.Drop reason
     SEND_ERRORS = "send_errors"
+    CONFLICTS = "conflicts"  # another MAC claimed one of our addresses
 
 
 OnCounter = Callable[[Metric, Family, frames.Drop | None], None]
+# (address, the other MAC as aa:bb:..., whether it was defended): for an Event.
+OnConflict = Callable[[IPAddress, str, bool], None]
 
 
 @dataclass(slots=True)
@@ -77,6 +90,7 @@ class Counters:
     replies_sent: collections.Counter[Family] = field(default_factory=collections.Counter)
     gratuitous_sent: collections.Counter[Family] = field(default_factory=collections.Counter)
     send_errors: collections.Counter[Family] = field(default_factory=collections.Counter)
+    conflicts: collections.Counter[Family] = field(default_factory=collections.Counter)
     drops: collections.Counter[tuple[Family, frames.Drop]] = field(
         default_factory=collections.Counter)
 
@@ -126,21 +140,29 @@ def _fields(claim: Claim, **more: str) -> dict[str, str]:
 
 class Layer2Announcer:
     def __init__(self, *, garp_repeats: int = 3, garp_interval: float = 0.5,
+                 defend_interval: float = 1.0,
                  on_counter: OnCounter | None = None,
+                 on_conflict: OnConflict = lambda ip, mac, defended: None,
                  on_lost: Callable[[], None] = lambda: None,
                  lookup_link: LookupLink = netlink.link_by_name,
-                 open_transport: OpenTransport = _open_packet_socket) -> None:
+                 open_transport: OpenTransport = _open_packet_socket,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """`garp_repeats`: announcements after the immediate one, `garp_interval` apart.
+        `defend_interval`: the least time between two defences of one address.
 
-        `on_counter` sees every counter increment (for metrics); `on_lost` is called
-        when a socket fails and its claims are dropped. `lookup_link` and
-        `open_transport` are the seams unit tests replace.
+        `on_counter` sees every counter increment (for metrics); `on_conflict` each
+        conflict reported (at most one per address per `defend_interval`); `on_lost`
+        is called when a socket fails and its claims are dropped. `lookup_link`,
+        `open_transport` and `clock` are the seams unit tests replace.
         """
         if garp_repeats < 0 or garp_interval <= 0:
             raise ValueError("garp_repeats must be >= 0 and garp_interval > 0")
         self._garp_repeats = garp_repeats
         self._interval = garp_interval
         self._on_counter = on_counter
+        self._on_conflict = on_conflict
+        self._defend_interval = defend_interval
+        self._clock = clock
         self._on_lost = on_lost
         self._lookup_link = lookup_link
         self._open_transport = open_transport
@@ -150,6 +172,8 @@ class Layer2Announcer:
         self._tasks: set[asyncio.Task[None]] = set()  # every repeat task not yet finished
         self._failures: dict[str, str] = {}  # interface -> why, as last reported
         self._announcing = True  # False once stop_announcing(): answer only
+        self._undefended: frozenset[IPAddress] = frozenset()  # kept for a joining owner
+        self._conflict_at: dict[IPAddress, float] = {}  # last conflict reported, per ip
         self._closed = False
         self.counters = Counters()
 
@@ -158,10 +182,14 @@ class Layer2Announcer:
         """The claims in effect: answered, and announced when they were taken."""
         return frozenset(self._claims)
 
-    async def set(self, desired: frozenset[Claim]) -> None:
-        """Serve exactly `desired`; raises InterfaceUnavailable for what it could not."""
+    async def set(self, desired: frozenset[Claim],
+                  undefended: frozenset[IPAddress] = frozenset()) -> None:
+        """Serve exactly `desired`; raises InterfaceUnavailable for what it could not.
+        Conflicts about `undefended` addresses are expected (their owner is taking them
+        over, make before break): counted only, neither fought nor reported."""
         if self._closed:
             raise RuntimeError("layer2 announcer used after aclose()")
+        self._undefended = undefended
         for claim in sorted(self._claims - desired, key=_order):
             self._release(claim, "released")
         failures: dict[str, str] = {}
@@ -328,6 +356,9 @@ class Layer2Announcer:
     def _received(self, interface: _Interface, family: Family, frame: bytes) -> None:
         self._count(Metric.REQUESTS_RECEIVED, family)
         verdict = frames.decide(frame, interface.owned, interface.mac)
+        if isinstance(verdict, frames.Conflict):
+            self._conflict(interface, family, verdict)
+            return
         if isinstance(verdict, frames.Drop):
             self._count(Metric.DROPS, family, verdict)
             if log.isEnabledFor(logging.DEBUG):  # one line per packet: skip building it
@@ -347,6 +378,29 @@ class Layer2Announcer:
             log.debug("layer2 reply sent", extra={
                 "interface": interface.link.name, "op": "layer2", "ip": str(verdict.ip),
                 "to": ethernet.format_mac(verdict.destination)})
+
+    def _conflict(self, interface: _Interface, family: Family,
+                  conflict: frames.Conflict) -> None:
+        """RFC 5227 §2.4 (b): announce again, at most once per defend interval."""
+        self._count(Metric.CONFLICTS, family)
+        now = self._clock()
+        last = self._conflict_at.get(conflict.ip)
+        if last is not None and now - last < self._defend_interval:
+            return
+        self._conflict_at[conflict.ip] = now
+        claim = Claim(conflict.ip, interface.link.name)
+        if conflict.ip in self._undefended:
+            # Kept for a joining owner: its first announcement is the expected handover.
+            log.debug("layer2 owner announced", extra=_fields(
+                claim, mac=ethernet.format_mac(conflict.mac)))
+            return
+        defended = claim in self._claims and self._announcing
+        if defended:
+            self._announce(claim)
+        mac = ethernet.format_mac(conflict.mac)
+        log.warning("layer2 address conflict", extra=_fields(
+            claim, mac=mac, reason="defended" if defended else "leaving"))
+        self._on_conflict(conflict.ip, mac, defended)
 
     def _failed(self, interface: _Interface, family: Family, exc: OSError) -> None:
         """A socket broke (e.g. its interface was deleted): drop what it served."""

@@ -1,9 +1,16 @@
-"""Decides what to answer to one received frame: a Reply to send, or a Drop reason.
+"""Decides what to do with one received frame: a Reply to send, a Conflict to defend
+against, or a Drop reason.
 
 announce/layer2, pure (DESIGN §3, STYLE §2.7): no I/O, never logs, never raises, for
 any bytes at all (the fuzz tests in tests/unit/announce/layer2 hold it to that). The
 announcer calls `decide` for every frame its raw sockets read and counts the Drop
 reasons; the codecs it judges with live in arp and ndp.
+
+A Conflict is another MAC saying it has one of our addresses: any ARP packet whose
+sender IP we own (RFC 5227 §2.4: a gratuitous ARP, a reply, a request), or a Neighbor
+Advertisement for an address we own that passes RFC 4861 §7.1.2's checks. The
+announcer defends the address (RFC 5227 §2.4 (b): announce again, at most once per
+defence interval).
 
 Checks run cheapest and most common first; the first failing one names the Drop. For
 solicitations they are the receive checks of RFC 4861 §7.1.1.
@@ -18,7 +25,7 @@ from ipaddress import IPv4Address, IPv6Address
 
 from openelb.announce.layer2 import arp, ethernet, ndp
 
-__all__ = ["Drop", "Family", "IPAddress", "Reply", "decide"]
+__all__ = ["Conflict", "Drop", "Family", "IPAddress", "Reply", "decide"]
 
 IPAddress = IPv4Address | IPv6Address
 
@@ -39,7 +46,7 @@ class Drop(StrEnum):
 
     MALFORMED = "malformed"  # truncated, inconsistent lengths, not Ethernet/IPv4 ARP
     NOT_ARP = "notArp"  # neither an ARP nor an IPv6 frame
-    NOT_NDP = "notNdp"  # IPv6, but not an ICMPv6 Neighbor Solicitation
+    NOT_NDP = "notNdp"  # IPv6, but not an ICMPv6 Neighbor Solicitation or Advertisement
     NOT_REQUEST = "notRequest"  # ARP, but not a request (a reply, RARP, ...)
     FROM_SELF = "fromSelf"  # sent with our own MAC: our frames looping back
     OTHER_HOST = "otherHost"  # unicast to another MAC, seen because of promiscuous mode
@@ -59,8 +66,17 @@ class Reply:
     destination: bytes  # the MAC it goes to
 
 
-def decide(frame: bytes, owned: Container[IPAddress], my_mac: bytes) -> Reply | Drop:
-    """The answer to `frame`, read on an interface with MAC `my_mac` claiming `owned`."""
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    ip: IPAddress  # one of our claimed addresses ...
+    mac: bytes  # ... that this other MAC says it has
+
+
+Verdict = Reply | Conflict | Drop
+
+
+def decide(frame: bytes, owned: Container[IPAddress], my_mac: bytes) -> Verdict:
+    """What to do with `frame`, read on an interface with MAC `my_mac` claiming `owned`."""
     parsed = ethernet.parse(frame)
     if parsed is None:
         return Drop.MALFORMED
@@ -75,14 +91,16 @@ def decide(frame: bytes, owned: Container[IPAddress], my_mac: bytes) -> Reply | 
 
 
 def _decide_arp(header: ethernet.Header, payload: bytes, owned: Container[IPAddress],
-                my_mac: bytes) -> Reply | Drop:
+                my_mac: bytes) -> Verdict:
     request = arp.parse(payload)
     if request is None:
         return Drop.MALFORMED
-    if request.operation != arp.OP_REQUEST:
-        return Drop.NOT_REQUEST
     if request.sender_mac == my_mac:
         return Drop.FROM_SELF
+    if request.sender_ip in owned:  # RFC 5227 §2.4: whatever the operation
+        return Conflict(request.sender_ip, request.sender_mac)
+    if request.operation != arp.OP_REQUEST:
+        return Drop.NOT_REQUEST
     if header.destination not in (ethernet.BROADCAST, my_mac):
         return Drop.OTHER_HOST
     if ethernet.is_multicast(request.sender_mac) or not any(request.sender_mac):
@@ -95,7 +113,7 @@ def _decide_arp(header: ethernet.Header, payload: bytes, owned: Container[IPAddr
 
 
 def _decide_ndp(header: ethernet.Header, payload: bytes, owned: Container[IPAddress],
-                my_mac: bytes) -> Reply | Drop:
+                my_mac: bytes) -> Verdict:
     parsed = ndp.parse_ipv6(payload)
     if parsed is None:
         return Drop.MALFORMED
@@ -105,7 +123,7 @@ def _decide_ndp(header: ethernet.Header, payload: bytes, owned: Container[IPAddr
     icmp = ndp.parse_icmpv6(message)
     if icmp is None:
         return Drop.MALFORMED
-    if icmp.type != ndp.TYPE_NEIGHBOR_SOLICITATION:
+    if icmp.type not in (ndp.TYPE_NEIGHBOR_SOLICITATION, ndp.TYPE_NEIGHBOR_ADVERTISEMENT):
         return Drop.NOT_NDP
     if not ethernet.is_multicast(header.destination) and header.destination != my_mac:
         return Drop.OTHER_HOST
@@ -115,6 +133,8 @@ def _decide_ndp(header: ethernet.Header, payload: bytes, owned: Container[IPAddr
         return Drop.BAD_CHECKSUM
     if icmp.code != 0:
         return Drop.BAD_CODE
+    if icmp.type == ndp.TYPE_NEIGHBOR_ADVERTISEMENT:
+        return _decide_advertisement(header, icmp.body, owned, my_mac)
     solicitation = ndp.parse_solicitation(icmp.body)
     if solicitation is None:
         return Drop.MALFORMED
@@ -142,3 +162,19 @@ def _decide_ndp(header: ethernet.Header, payload: bytes, owned: Container[IPAddr
                                         destination=ip.source, destination_mac=reply_mac,
                                         solicited=True)
     return Reply(frame, solicitation.target, reply_mac)
+
+
+def _decide_advertisement(header: ethernet.Header, body: bytes, owned: Container[IPAddress],
+                          my_mac: bytes) -> Conflict | Drop:
+    """An NA that passed §7.1.2's hop limit, checksum and code checks."""
+    advertisement = ndp.parse_advertisement(body)
+    if advertisement is None:
+        return Drop.MALFORMED
+    if advertisement.target.is_multicast:
+        return Drop.MULTICAST_TARGET
+    if advertisement.target not in owned:
+        return Drop.NOT_OWNED
+    mac = advertisement.target_mac or header.source
+    if mac == my_mac:
+        return Drop.FROM_SELF
+    return Conflict(advertisement.target, mac)

@@ -2,8 +2,9 @@
 
 announce/layer2 (DESIGN §3). One `PacketSocket` per (interface, family), opened by the
 announcer: SOCK_RAW bound to the interface and to ethertype ARP (0x0806) or IPv6
-(0x86DD), with a classic BPF filter so the kernel hands us only ARP requests or ICMPv6
-Neighbor Solicitations that arrived from the wire, never our own transmissions. It runs
+(0x86DD), with a classic BPF filter so the kernel hands us only ARP requests and
+replies, or ICMPv6 Neighbor Solicitations and Advertisements, that arrived from the
+wire, never our own transmissions (replies and advertisements: for conflict defence). It runs
 non-blocking on the asyncio loop (`loop.add_reader`, no threads) and passes each frame
 to `on_frame`; judging frames is frames.decide's job, not this module's.
 
@@ -62,23 +63,27 @@ _ETHERTYPE = {Kind.ARP: ETHERTYPE_ARP, Kind.NDP: ETHERTYPE_IPV6}
 
 # Offsets are from the start of the Ethernet frame: 14-byte header, then ARP or IPv6.
 _FILTERS: dict[Kind, tuple[tuple[int, int, int, int], ...]] = {
+    # Replies and advertisements come through too: another MAC claiming one of our
+    # addresses is a conflict the announcer defends against (frames.Conflict).
     Kind.ARP: (
         (LD_W_ABS, 0, 0, AD_PKTTYPE),  # 0: A <- packet type
-        (JEQ_K, 2, 0, PACKET_OUTGOING),  # 1: sent by this host? drop (-> 4)
+        (JEQ_K, 3, 0, PACKET_OUTGOING),  # 1: sent by this host? drop (-> 5)
         (LD_H_ABS, 0, 0, 14 + 6),  # 2: A <- ARP opcode
-        (JEQ_K, 1, 0, 1),  # 3: a request? accept (-> 5), else drop (-> 4)
-        (RET_K, 0, 0, 0),  # 4: drop
-        (RET_K, 0, 0, KEEP),  # 5: accept
+        (JEQ_K, 2, 0, 1),  # 3: a request? accept (-> 6)
+        (JEQ_K, 1, 0, 2),  # 4: a reply? accept (-> 6), else drop (-> 5)
+        (RET_K, 0, 0, 0),  # 5: drop
+        (RET_K, 0, 0, KEEP),  # 6: accept
     ),
     Kind.NDP: (
         (LD_W_ABS, 0, 0, AD_PKTTYPE),  # 0: A <- packet type
-        (JEQ_K, 4, 0, PACKET_OUTGOING),  # 1: sent by this host? drop (-> 6)
+        (JEQ_K, 5, 0, PACKET_OUTGOING),  # 1: sent by this host? drop (-> 7)
         (LD_B_ABS, 0, 0, 14 + 6),  # 2: A <- IPv6 next header
-        (JEQ_K, 0, 2, 58),  # 3: ICMPv6? go on (-> 4), else drop (-> 6)
+        (JEQ_K, 0, 3, 58),  # 3: ICMPv6? go on (-> 4), else drop (-> 7)
         (LD_B_ABS, 0, 0, 14 + 40),  # 4: A <- ICMPv6 type
-        (JEQ_K, 1, 0, 135),  # 5: Neighbor Solicitation? accept (-> 7), else drop (-> 6)
-        (RET_K, 0, 0, 0),  # 6: drop
-        (RET_K, 0, 0, KEEP),  # 7: accept
+        (JEQ_K, 2, 0, 135),  # 5: Neighbor Solicitation? accept (-> 8)
+        (JEQ_K, 1, 0, 136),  # 6: Neighbor Advertisement? accept (-> 8), else drop (-> 7)
+        (RET_K, 0, 0, 0),  # 7: drop
+        (RET_K, 0, 0, KEEP),  # 8: accept
     ),
 }
 

@@ -286,3 +286,55 @@ def test_bad_repeat_settings_are_refused() -> None:
         layer2.Layer2Announcer(garp_repeats=-1)
     with pytest.raises(ValueError, match="garp"):
         layer2.Layer2Announcer(garp_interval=0)
+
+
+def _rogue_garp(ip: IPv4Address) -> bytes:
+    """arping -U from another host for `ip`: the attack run's one frame."""
+    return arp.gratuitous_frame(ip, OTHER_MAC)
+
+
+async def test_another_mac_announcing_our_address_is_answered_with_our_own_at_once(
+        net: FakeNet) -> None:
+    """RFC 5227 §2.4 (b): announce again, at most once per second however many rogue
+    frames come, report each defence, and count every conflict."""
+    now = [10.0]
+    reported: list[tuple[object, str, bool]] = []
+    announcer = _announcer(net, garp_repeats=0, clock=lambda: now[0],
+                           on_conflict=lambda *c: reported.append(c))
+    await announcer.set(_claims((VIP4, "eth0")))
+    arp_socket = net.live("eth0", rawsocket.Kind.ARP)
+    ours = arp.gratuitous_frame(VIP4, NODE_MAC)
+    for _ in range(5):
+        arp_socket.receive(_rogue_garp(VIP4))
+    assert arp_socket.sent == [ours, ours]
+    assert reported == [(VIP4, "02:00:00:00:00:99", True)]
+    now[0] += 1.0
+    arp_socket.receive(_rogue_garp(VIP4))
+    assert arp_socket.sent == [ours, ours, ours]
+    assert len(reported) == 2
+    assert announcer.counters.conflicts == {Family.IPV4: 6}
+    await announcer.aclose()
+
+
+async def test_an_address_kept_for_its_joining_owner_is_not_defended(net: FakeNet) -> None:
+    """Make before break: the owner's first announcement is the handover itself."""
+    reported: list[object] = []
+    announcer = _announcer(net, garp_repeats=0, on_conflict=lambda *c: reported.append(c))
+    await announcer.set(_claims((VIP4, "eth0")), undefended=frozenset({VIP4}))
+    arp_socket = net.live("eth0", rawsocket.Kind.ARP)
+    arp_socket.receive(_rogue_garp(VIP4))
+    assert arp_socket.sent == [arp.gratuitous_frame(VIP4, NODE_MAC)]
+    assert reported == []
+    await announcer.aclose()
+
+
+async def test_a_leaving_node_reports_a_conflict_but_does_not_fight_it(net: FakeNet) -> None:
+    reported: list[tuple[object, str, bool]] = []
+    announcer = _announcer(net, garp_repeats=0, on_conflict=lambda *c: reported.append(c))
+    await announcer.set(_claims((VIP4, "eth0")))
+    arp_socket = net.live("eth0", rawsocket.Kind.ARP)
+    await announcer.stop_announcing()
+    arp_socket.receive(_rogue_garp(VIP4))
+    assert arp_socket.sent == [arp.gratuitous_frame(VIP4, NODE_MAC)]
+    assert [defended for _, _, defended in reported] == [False]
+    await announcer.aclose()

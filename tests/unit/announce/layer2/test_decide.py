@@ -148,7 +148,7 @@ def _ipv6_header_only(next_header: int, payload: bytes) -> bytes:
 class Case:
     desc: str
     frame: bytes
-    expected: Drop
+    expected: Drop | frames.Conflict
     owned: frozenset[IPv4Address | IPv6Address] = OWNED
 
 
@@ -168,8 +168,8 @@ DROPS = [
     Case("Linux's ICMP echo request (IPv4)", load("test_ipv4_packet_is_not_arp"), Drop.NOT_ARP),
     Case("Linux's MLDv2 report behind a hop-by-hop header", load("test_mld_report_is_not_ndp"),
          Drop.NOT_NDP),
-    Case("Linux's neighbour advertisement",
-         load("test_kernel_advertisement_is_not_a_solicitation"), Drop.NOT_NDP),
+    Case("Linux's neighbour advertisement for an address we do not claim",
+         load("test_kernel_advertisement_is_not_a_solicitation"), Drop.NOT_OWNED),
     Case("a router solicitation", _ns(133, b"\x00" * 4), Drop.NOT_NDP),
     Case("Linux's ARP reply", load("test_kernel_arp_reply_is_not_a_request"), Drop.NOT_REQUEST),
     Case("our own gratuitous ARP, looped back",
@@ -195,9 +195,12 @@ DROPS = [
     Case("an NS whose SLLA option is multicast",
          _ns(body=b"\x00" * 4 + VIP6.packed + bytes([1, 1]) + ethernet.BROADCAST),
          Drop.BAD_SOURCE),
-    Case("arping -U: someone announcing an address, even one we claim",
-         load("test_someone_elses_gratuitous_arp_is_not_answered"), Drop.GRATUITOUS,
-         owned=frozenset({CLIENT4})),
+    Case("arping -U: someone announcing its own address",
+         load("test_someone_elses_gratuitous_arp_is_not_answered"), Drop.GRATUITOUS),
+    Case("an NA for a claimed address that crossed a router (hop limit 64)",
+         patch(ndp.unsolicited_frame(VIP6, OTHER_MAC), 21, b"\x40"), Drop.BAD_HOP_LIMIT),
+    Case("an NA for a multicast target",
+         ndp.unsolicited_frame(IPv6Address("ff02::1"), OTHER_MAC), Drop.MULTICAST_TARGET),
     Case("an NS that crossed a router (hop limit 64)", patch(load(KERNEL_NS), 21, b"\x40"),
          Drop.BAD_HOP_LIMIT),
     Case("an NS with a corrupted checksum", patch(load(KERNEL_NS), 56, b"\x00\x00"),
@@ -223,7 +226,29 @@ def test_frames_that_must_not_be_answered_are_dropped_with_a_reason(case: Case) 
 
 
 def test_someone_elses_gratuitous_arp_is_not_answered(captured: bytes) -> None:
-    assert frames.decide(captured, OWNED | {CLIENT4}, NODE_MAC) is Drop.GRATUITOUS
+    assert frames.decide(captured, OWNED, NODE_MAC) is Drop.GRATUITOUS
+
+
+CONFLICTS = [
+    Case("arping -U from another host for an address we claim",
+         load("test_someone_elses_gratuitous_arp_is_not_answered"),
+         frames.Conflict(CLIENT4, CLIENT_MAC), owned=OWNED | {CLIENT4}),
+    Case("an ARP reply from another MAC for an address we claim",
+         ethernet.encode(NODE_MAC, OTHER_MAC, ethernet.ETHERTYPE_ARP, arp.encode(
+             arp.ArpPacket(arp.OP_REPLY, OTHER_MAC, VIP4, NODE_MAC, CLIENT4))),
+         frames.Conflict(VIP4, OTHER_MAC)),
+    Case("an ARP request whose sender IP is an address we claim",
+         _arp_request(sender_mac=OTHER_MAC, sender_ip=VIP4, target_ip=CLIENT4,
+                      source=OTHER_MAC), frames.Conflict(VIP4, OTHER_MAC)),
+    Case("an unsolicited NA from another MAC for an address we claim",
+         ndp.unsolicited_frame(VIP6, OTHER_MAC), frames.Conflict(VIP6, OTHER_MAC)),
+]
+
+
+@pytest.mark.parametrize("case", CONFLICTS, ids=[c.desc for c in CONFLICTS])
+def test_another_mac_claiming_an_address_we_answer_for_is_a_conflict(case: Case) -> None:
+    """RFC 5227 §2.4 for ARP, whatever the operation; RFC 4861 §7.1.2-valid NAs."""
+    assert frames.decide(case.frame, case.owned, NODE_MAC) == case.expected
 
 
 def test_every_drop_reason_is_exercised() -> None:

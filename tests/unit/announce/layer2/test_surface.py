@@ -11,9 +11,9 @@ from openelb.api import errors as api_errors
 
 def test_exported_members_are_exactly_the_public_api() -> None:
     assert sorted(layer2.__all__) == [
-        "Claim", "Counters", "Drop", "Family", "InterfaceUnavailable", "Layer2Announcer",
-        "Layer2Error", "Metric", "NetlinkFailed", "OnCounter", "Reply", "decide",
-        "resolve_interface",
+        "Claim", "Conflict", "Counters", "Drop", "Family", "InterfaceUnavailable",
+        "Layer2Announcer", "Layer2Error", "Metric", "NetlinkFailed", "OnConflict", "OnCounter",
+        "Reply", "decide", "resolve_interface",
     ]
     for name in layer2.__all__:
         assert hasattr(layer2, name), name
