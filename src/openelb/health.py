@@ -22,7 +22,12 @@ __all__ = ["HealthServer"]
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 16 * 1024  # a probe's request is a few hundred bytes
-READ_TIMEOUT = 10.0
+# On the host network anyone can connect (issue #19: 1,000 slow connections were held
+# 10 s each). Probes and a scraper send their request at once and need a handful of
+# connections: idle ones are closed after READ_TIMEOUT, and beyond MAX_CONNECTIONS
+# open at once a new connection is closed unanswered.
+READ_TIMEOUT = 2.0
+MAX_CONNECTIONS = 32
 
 
 class HealthServer:
@@ -32,6 +37,8 @@ class HealthServer:
         self._ready = ready
         self._host, self._port = host, port
         self._server: asyncio.Server | None = None
+        self._open = 0  # connections being served now
+        self.turned_away = 0  # connections closed unanswered: MAX_CONNECTIONS were open
 
     @property
     def port(self) -> int:
@@ -64,6 +71,18 @@ class HealthServer:
         return 404, "text/plain", b"not found\n"
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:
+            self.turned_away += 1
+            writer.close()
+            return
+        self._open += 1
+        try:
+            await self._serve_one(reader, writer)
+        finally:
+            self._open -= 1
+
+    async def _serve_one(self, reader: asyncio.StreamReader,
+                         writer: asyncio.StreamWriter) -> None:
         connection = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
         try:
             try:

@@ -16,8 +16,23 @@ __all__ = ["setup"]
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
-def _quote(value: object) -> str:
+# No field carries unbounded input into a line (issue #19: one 100,241-character line
+# from an annotation); tracebacks are exempt, they are ours.
+MAX_VALUE = 2048
+
+
+def _bounded(value: object) -> str:
     text = str(value)
+    if len(text) > MAX_VALUE:
+        return f"{text[:MAX_VALUE]}... ({len(text) - MAX_VALUE} more characters)"
+    return text
+
+
+def _quote(value: object) -> str:
+    return _quote_text(_bounded(value))
+
+
+def _quote_text(text: str) -> str:
     if text == "" or any(c in text for c in ' "=\\\n'):
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     return text
@@ -35,7 +50,7 @@ class LogfmtFormatter(logging.Formatter):
         parts += [f"{k}={_quote(v)}" for k, v in vars(record).items()
                   if k not in _STANDARD and not k.startswith("_")]
         if record.exc_info:
-            parts.append(f"traceback={_quote(self.formatException(record.exc_info))}")
+            parts.append(f"traceback={_quote_text(self.formatException(record.exc_info))}")
         return " ".join(parts)
 
 

@@ -71,3 +71,22 @@ async def test_garbage_does_not_stop_the_server(
     assert answer.startswith(b"HTTP/1.1 400 ")
     assert await exchange(server.port, b"") == b""  # connect and hang up: no answer
     assert await get(server.port, "/healthz") == (200, b"ok\n")
+
+
+async def test_a_flood_of_idle_connections_is_capped_and_closed_quickly(
+        served: tuple[health.HealthServer, Readiness]) -> None:
+    """The attack run held 1,000 slow connections open for 10 s each. Beyond
+    MAX_CONNECTIONS a new one is closed unanswered, idle ones are closed after
+    READ_TIMEOUT, and probes are answered again once the flood is gone."""
+    server, _ = served
+    idle = [await asyncio.open_connection("127.0.0.1", server.port)
+            for _ in range(health.MAX_CONNECTIONS + 20)]
+    try:
+        async with asyncio.timeout(health.READ_TIMEOUT + 5):
+            closed = await asyncio.gather(*(reader.read() for reader, _ in idle))
+        assert closed == [b""] * len(idle)  # every one closed by the server, none answered
+        assert server.turned_away >= 20
+        assert await get(server.port, "/healthz") == (200, b"ok\n")
+    finally:
+        for _, writer in idle:
+            writer.close()

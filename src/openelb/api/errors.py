@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["InvalidObject", "OpenELBError"]
+__all__ = ["MAX_REASON", "InvalidObject", "OpenELBError"]
+
+# A reason quotes what the user wrote; a 100 KB annotation must not become a 100 KB
+# webhook denial, Event and log line (issue #19). Longer reasons are cut with a marker.
+MAX_REASON = 512
 
 
 class OpenELBError(Exception):
@@ -25,6 +29,9 @@ class InvalidObject(OpenELBError):
 
     def __init__(self, field: str, reason: str, *, value: Any = None, ref: str = "") -> None:
         self.field = field
+        if len(reason) > MAX_REASON:
+            cut = len(reason) - MAX_REASON
+            reason = f"{reason[:MAX_REASON]}... ({cut} more characters)"
         self.reason = reason
         self.value = value
         self.ref = ref

@@ -98,13 +98,17 @@ class Controller:
         if self._leading:
             self._requeue_waiting(lambda pending: pending.split("/", 1)[0] == key)
 
-    def _pools_touched(self, names: set[str], freed: bool) -> None:
+    def _pools_touched(self, names: set[str], freed: frozenset[allocator.IP]) -> None:
         self.eip_sync.dirty.update(names)
         if not freed:
             return  # taking an address helps no waiting Service
         for key in list(self.reconciler.conflicts):
             self.queue.add(key)  # a holder may have gone: try the claim again
-        self._requeue_waiting()
+        pending = self.reconciler.pending
+        # Only the Services that could use what was freed (issue #19: every free used to
+        # re-queue every waiting Service, thousands of identical warnings).
+        self._requeue_waiting(lambda key: key in pending and (
+            not pending[key][0].isdisjoint(names) or not pending[key][1].isdisjoint(freed)))
 
     def _requeue_waiting(self, which: Callable[[str], bool] = lambda key: True) -> None:
         """Queue Services refused an address, oldest first: the queue is FIFO and a

@@ -56,7 +56,7 @@ class ServiceReconciler:
         stats: metrics.ControllerMetrics,
         *,
         lb_class: str | None,
-        pools_touched: Callable[[set[str], bool], None],
+        pools_touched: Callable[[set[str], frozenset[allocator.IP]], None],
     ) -> None:
         self._kube = kube
         self._services = services
@@ -66,8 +66,11 @@ class ServiceReconciler:
         self._stats = stats
         self._lb_class = lb_class
         self._pools_touched = pools_touched
-        # Keys refused an address; retried whenever pools or namespaces change.
-        self.pending: set[str] = set()
+        # Keys refused an address -> the (pools, addresses) whose freeing could help;
+        # retried when one of those frees, and whenever pools or namespaces change.
+        self.pending: dict[str, tuple[frozenset[str], frozenset[allocator.IP]]] = {}
+        # key -> the last Warning posted for it: an unchanged one is not posted again.
+        self._warned: dict[str, str] = {}
         # Keys whose status claims an address an older Service holds (from rebuild).
         self.conflicts: dict[str, ipam_errors.AllocationError] = {}
         # key -> resourceVersions our own writes replaced; the cache may lag behind them.
@@ -102,7 +105,8 @@ class ServiceReconciler:
         raw = self._services.get(key)
         if raw is None:
             self._release(key)
-            self.pending.discard(key)
+            self.pending.pop(key, None)
+            self._warned.pop(key, None)
             self.conflicts.pop(key, None)
             self._outdated.pop(key, None)
             return outcome.Done()
@@ -136,16 +140,17 @@ class ServiceReconciler:
         try:
             got = self._alloc.assign(svc, labels)
         except ipam_errors.AllocationError as exc:
-            self.pending.add(key)
+            self.pending[key] = self._alloc.waits_on(svc, labels)
             self._stats.allocation_failures.labels(exc.reason).inc()
             await self._warn(raw, exc.message, reason=exc.reason)
             return outcome.GaveUp(reason=exc.reason)
-        self.pending.discard(key)
+        self.pending.pop(key, None)
+        self._warned.pop(key, None)
         touched = {p for p in got.pools if p}
-        freed = False
+        freed: frozenset[allocator.IP] = frozenset()
         if before is not None:
             touched.update(p for p in before.pools if p)
-            freed = bool(set(before.ips) - set(got.ips))
+            freed = frozenset(before.ips) - frozenset(got.ips)
         if before != got:
             self._pools_touched(touched, freed)
         await self._write(raw, svc, got, announce=resolved)
@@ -201,7 +206,8 @@ class ServiceReconciler:
         to another Service while this one still shows it (a failed write retries all).
         """
         held = self._alloc.assignment(svc.key)
-        self.pending.discard(svc.key)
+        self.pending.pop(svc.key, None)
+        self._warned.pop(svc.key, None)
         self.conflicts.pop(svc.key, None)
         meta = raw.get("metadata") or {}
         version = str(meta.get("resourceVersion") or "")
@@ -238,13 +244,18 @@ class ServiceReconciler:
         if held is None:
             return
         self._alloc.release(key)
-        self._pools_touched({p for p in held.pools if p}, True)
+        self._pools_touched({p for p in held.pools if p}, frozenset(held.ips))
         self._stats.services_assigned.set(len(self._alloc))
         log.info("address released", extra={"service": key,
                                             "ip": ",".join(str(i) for i in held.ips)})
 
     async def _warn(self, raw: Mapping[str, Any], message: str, *, reason: str) -> None:
+        """Post an AssignIPFailed Warning, unless this Service was told exactly that
+        last time (a retry that fails the same way says nothing new)."""
         meta = raw.get("metadata") or {}
         key = f"{meta.get('namespace')}/{meta.get('name')}"
+        if self._warned.get(key) == message:
+            return
+        self._warned[key] = message
         await self._recorder.record(_ref(raw), "Warning", ASSIGN_IP_FAILED, message,
                                     service=key, reason=reason)

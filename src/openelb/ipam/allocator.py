@@ -154,6 +154,31 @@ class Allocator:
             return None
         return Assignment(key, ips, tuple(self._ip_pool.get(ip, "") for ip in ips))
 
+    def waits_on(self, svc: service.LbService,
+                 namespace_labels: Mapping[str, str] | None = None
+                 ) -> tuple[frozenset[str], frozenset[IP]]:
+        """(pools, addresses) whose freeing could let a refused `svc` through: the pools
+        it may take from (named, holding its requested address, or bound to its
+        namespace and the default) and the addresses it requests. The controller
+        re-queues a waiting Service only when one of these frees, not on every free."""
+        labels = namespace_labels or {}
+        names: set[str] = set()
+        wanted: set[IP] = set()
+        for version in svc.families:
+            requested = svc.requested_for(version)
+            if requested is not None:
+                wanted.add(requested)
+                pool = self._pool_containing(requested)
+                names.update([pool.name] if pool is not None else [])
+            elif svc.pool_names:
+                names.update(svc.pool_names)
+            else:
+                names.update(p.name for p in self._bound.get(version, ())
+                             if p.allows(svc.namespace, labels))
+                if self._default is not None:
+                    names.add(self._default.name)
+        return frozenset(names), frozenset(wanted)
+
     def holders(self, ip: IP) -> tuple[str, ...]:
         return tuple(sorted(self._holders.get(ip, ())))
 

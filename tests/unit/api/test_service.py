@@ -96,3 +96,14 @@ def test_bad_requests_name_the_annotation(
     with pytest.raises(errors.InvalidObject) as caught:
         service.LbService.parse(_svc({**OPT_IN, **annotations}, **spec))
     assert caught.value.message == message
+
+
+def test_a_huge_bad_annotation_gives_a_bounded_message() -> None:
+    """The attack run's 100,241-character annotation became one log line that long; the
+    reason (webhook denial, Event, log) now stops at 512 characters and says so."""
+    huge = "9" * 100_000
+    with pytest.raises(errors.InvalidObject) as caught:
+        service.LbService.parse(_svc({**OPT_IN, "eip.openelb.kubesphere.io/v1alpha1": huge}))
+    whole = f'"{huge}" is not an IP address'
+    assert caught.value.reason == (
+        f"{whole[:errors.MAX_REASON]}... ({len(whole) - errors.MAX_REASON} more characters)")

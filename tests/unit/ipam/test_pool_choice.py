@@ -4,6 +4,7 @@ by priority (non-full first), the default pool, else a clear refusal."""
 from __future__ import annotations
 
 import json
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -154,3 +155,21 @@ def test_status_used_is_cut_to_its_byte_budget_but_usage_stays_complete() -> Non
     assert 0 < len(cut.used) < 100
     assert list(cut.used) == list(whole.used)[:len(cut.used)]  # the lowest addresses
     assert len(json.dumps(cut.used, separators=(",", ":"))) <= 2000  # as stored
+
+
+def test_a_refused_service_waits_on_exactly_the_pools_and_addresses_that_could_serve_it() -> None:
+    """What the controller re-queues a waiting Service on when addresses are freed."""
+    alloc = allocator.Allocator([
+        pool("shop-a", "192.0.2.0/30", namespaces=["shop"], priority=1),
+        pool("shop-b", "192.0.2.8/30", namespaces=["shop"], priority=2),
+        pool("elsewhere", "192.0.2.16/30", namespaces=["other"]),
+        pool("fallback", "198.51.100.0/30", default=True),
+        pool("named", "203.0.113.0/30"),
+    ])
+    assert alloc.waits_on(svc("web", "shop")) == (
+        frozenset({"shop-a", "shop-b", "fallback"}), frozenset())
+    assert alloc.waits_on(svc("web", "shop", pool="named")) == (frozenset({"named"}), frozenset())
+    assert alloc.waits_on(svc("web", "shop", ip="203.0.113.1")) == (
+        frozenset({"named"}), frozenset({IPv4Address("203.0.113.1")}))
+    assert alloc.waits_on(svc("web", "shop", ip="192.0.2.200")) == (
+        frozenset(), frozenset({IPv4Address("192.0.2.200")}))

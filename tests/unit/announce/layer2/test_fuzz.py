@@ -42,10 +42,15 @@ def mutated(draw: st.DrawFn) -> bytes:
     return bytes(frame)
 
 
-def _check(verdict: frames.Reply | frames.Drop) -> None:
-    """A Reply must be a whole frame Linux would accept; a Drop must be a member."""
+def _check(verdict: frames.Reply | frames.Conflict | frames.Drop) -> None:
+    """A Reply must be a whole frame Linux would accept; a Conflict names an address we
+    own and a MAC that is not ours; a Drop must be a member."""
     if isinstance(verdict, frames.Drop):
         assert verdict in frames.Drop
+        return
+    if isinstance(verdict, frames.Conflict):
+        assert verdict.ip in OWNED
+        assert verdict.mac != NODE_MAC
         return
     assert isinstance(verdict, frames.Reply)
     if isinstance(verdict.ip, IPv4Address):
