@@ -29,7 +29,7 @@ from openelb.kube import client, events, informer, resources
 from openelb.kube import errors as kube_errors
 from openelb.planner import bgp as bgp_plan
 from openelb.planner import eligibility
-from openelb.speaker import layer2, metrics, snapshots, status
+from openelb.speaker import layer2, metrics, reachability, snapshots, status
 
 __all__ = ["SpeakerSettings", "run"]
 
@@ -85,6 +85,7 @@ class Speaker:
         self.layer2: layer2.Layer2Mode | None = None
         self._secret_checked = -1e9
         self._owned: set[tuple[str, str]] = set()
+        self.reachability = reachability.PeerReachability(settings.node, self._dirty.set)
         self.applied = asyncio.Event()
 
     async def start_layer2(self) -> None:
@@ -184,7 +185,10 @@ class Speaker:
             for why_text, count in reasons.items():
                 self.stats.skipped.labels(why_text).set(count)
             self._post_events("bgp", plan.announced, plan.skipped)
-            await self.status.write(plan, self.bgp.sessions)
+            info = snap.nodes.get(self.settings.node)
+            self.reachability.update(plan.peers, self.bgp.sessions,
+                                     info.internal_ips if info is not None else ())
+            await self.status.write(plan, self.bgp.sessions, self.reachability.reasons)
         if failure is not None:
             raise failure
         self.applied.set()
@@ -247,6 +251,7 @@ class Speaker:
     async def aclose(self) -> None:
         """Withdraw first (that is what the routers and LAN wait for), then post the
         Events still queued, for a second at most."""
+        await self.reachability.aclose()
         closing = [self.bgp.aclose()]
         if self.layer2 is not None:
             closing.append(self.layer2.aclose())  # its handover takes an interval

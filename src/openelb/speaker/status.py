@@ -40,10 +40,13 @@ class StatusWriter:
         self._peers = bgppeers
         self._written: dict[str, Any] = {}
 
-    async def write(self, plan: bgp.BgpPlan, sessions: Mapping[str, str]) -> None:
+    async def write(self, plan: bgp.BgpPlan, sessions: Mapping[str, str],
+                    reasons: Mapping[str, str] | None = None) -> None:
+        """`reasons`: neighbour address -> why it is not reached (speaker/reachability),
+        written as peerState.reason while the session is not established."""
         try:
             await self._write_conf(plan)
-            await self._write_peers(plan, sessions)
+            await self._write_peers(plan, sessions, reasons or {})
         except errors.KubeError as exc:
             log.warning("bgp status not written", extra={"node": self._node, "error": str(exc)})
             self._written.clear()  # write everything again next time
@@ -56,24 +59,27 @@ class StatusWriter:
                 if plan.speaker is not None else None)
         await self._patch(resources.BGPCONFS, name, "nodesConfStatus", mine)
 
-    async def _write_peers(self, plan: bgp.BgpPlan, sessions: Mapping[str, str]) -> None:
+    async def _write_peers(self, plan: bgp.BgpPlan, sessions: Mapping[str, str],
+                           reasons: Mapping[str, str]) -> None:
         selected = {p.name: p for p in plan.peers}
         for raw in self._peers.items():
             name = str((raw.get("metadata") or {}).get("name", ""))
             peer = selected.get(name)
             mine = None
             if peer is not None:
-                mine = {
-                    "peerState": {
-                        "neighborAddress": str(peer.address), "peerAs": peer.peer_as,
-                        "localAs": peer.local_as, "routerId": peer.router_id,
-                        "sessionState": session_state(sessions.get(str(peer.address)),
-                                                      peer.admin_down),
-                        "adminState": "ADMIN_STATE_DOWN" if peer.admin_down
-                        else "ADMIN_STATE_UP",
-                    },
-                    "timersState": {"holdTime": str(int(peer.hold_time))},
+                state: dict[str, Any] = {
+                    "neighborAddress": str(peer.address), "peerAs": peer.peer_as,
+                    "localAs": peer.local_as, "routerId": peer.router_id,
+                    "sessionState": session_state(sessions.get(str(peer.address)),
+                                                  peer.admin_down),
+                    "adminState": "ADMIN_STATE_DOWN" if peer.admin_down
+                    else "ADMIN_STATE_UP",
+                    # Why the session is not up, when known; null removes a stale one
+                    # (this is a merge patch).
+                    "reason": reasons.get(str(peer.address)),
                 }
+                mine = {"peerState": state,
+                        "timersState": {"holdTime": str(int(peer.hold_time))}}
             await self._patch(resources.BGPPEERS, name, "nodesPeerStatus", mine)
 
     async def _patch(self, kind: resources.Resource, name: str, field: str,

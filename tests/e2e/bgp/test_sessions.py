@@ -262,3 +262,47 @@ async def test_a_new_router_id_resets_the_sessions_and_the_routes_come_back(
         await _hops(c, f"{vip}/32", EVERY_NODE)
         expected_conf = {node: {"routerId": "192.0.2.250", "as": NODE_ASN} for node in NODES}
         assert (await _status(c, "bgpconfs", "default"))["nodesConfStatus"] == expected_conf
+
+
+# --- a peer that cannot be reached says why ---------------------------------------------
+
+
+async def _peer_reasons(c: testenv_cluster.Cluster, peer: str) -> dict[str, str]:
+    nodes = (await _status(c, "bgppeers", peer)).get("nodesPeerStatus") or {}
+    return {node: str(((entry or {}).get("peerState") or {}).get("reason", ""))
+            for node, entry in nodes.items()}
+
+
+async def test_a_peer_that_cannot_be_reached_says_why_in_its_status(
+        cluster: ClusterFactory) -> None:
+    """Before, such a BgpPeer only showed BGP_FSM_IDLE (issue #19). Now each node writes
+    why: the router's BGP daemon is down (connectionRefused), no host has the address
+    (noRoute: ARP gets no answer), the address is the node's own (neighborIsThisNode).
+    The reason clears once the session comes up."""
+    async with cluster(router="bird") as c:
+        await c.bgp()
+        await _wait_peer_states(c, "router-0", dict.fromkeys(NODES, ESTABLISHED))
+        await c.bgp(peers=["192.0.2.99"], name_prefix="nobody")
+        await c.bgp(peers=[NODES["node-a"]], name_prefix="itself",
+                    nodeSelector={"matchLabels": {"kubernetes.io/hostname": "node-a"}})
+        await c.lab.router.stop()
+        expected = {
+            "router-0": dict.fromkeys(NODES, "connectionRefused"),
+            "nobody-0": dict.fromkeys(NODES, "noRoute"),
+            "itself-0": {"node-a": "neighborIsThisNode"},
+        }
+
+        async def reasons() -> tuple[bool, object]:
+            seen = {peer: await _peer_reasons(c, peer) for peer in expected}
+            return seen == expected, seen
+
+        await netlab.poll_until("every unreachable peer's reason", reasons, 60.0)
+
+        await c.lab.router.start()
+        await _wait_peer_states(c, "router-0", dict.fromkeys(NODES, ESTABLISHED))
+
+        async def cleared() -> tuple[bool, object]:
+            seen = await _peer_reasons(c, "router-0")
+            return seen == dict.fromkeys(NODES, ""), seen
+
+        await netlab.poll_until("reason cleared once established", cleared, 30.0)
