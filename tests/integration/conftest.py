@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
+from openelb.kube import client
 from openelb.testenv import clients, controlplane
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,6 +43,16 @@ async def admin(control_plane: controlplane.ControlPlane) -> AsyncIterator[k8s.A
     """An ApiClient acting as the cluster admin (system:masters)."""
     async with clients.admin_client(control_plane) as api:
         yield api
+
+
+@pytest.fixture
+async def admin_kube(control_plane: controlplane.ControlPlane) -> AsyncIterator[client.Kube]:
+    """Our own kube client (openelb.kube) acting as the cluster admin."""
+    kube = await client.Kube.from_kubeconfig(str(control_plane.kubeconfig))
+    try:
+        yield kube
+    finally:
+        await kube.aclose()
 
 
 @pytest.fixture

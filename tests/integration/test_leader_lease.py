@@ -12,19 +12,9 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from openelb.kube import client, leases, resources
-from openelb.testenv import controlplane
 
 LEASE = "openelb-controller"
 FAST = {"lease_duration": 2.0, "renew_deadline": 1.5, "retry_period": 0.2}
-
-
-@pytest.fixture
-async def kube(control_plane: controlplane.ControlPlane) -> AsyncIterator[client.Kube]:
-    kube = await client.Kube.from_kubeconfig(str(control_plane.kubeconfig))
-    try:
-        yield kube
-    finally:
-        await kube.aclose()
 
 
 @contextlib.asynccontextmanager
@@ -41,27 +31,27 @@ async def electing(kube: client.Kube, namespace: str, identity: str
 
 
 async def test_a_forged_lease_claiming_years_expires_after_our_own_duration(
-        admin: k8s.ApiClient, kube: client.Kube, namespace: str) -> None:
+        admin: k8s.ApiClient, admin_kube: client.Kube, namespace: str) -> None:
     """What a stolen speaker token did before its Lease rights were removed: another
     holder, leaseDurationSeconds 2e9. A replica takes over once 2 s (its own duration)
     pass without a renewal, instead of waiting 63 years."""
     await k8s.CoordinationV1Api(admin).create_namespaced_lease(namespace, {
         "metadata": {"name": LEASE},
         "spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 2_000_000_000}})
-    async with electing(kube, namespace, "replica-a") as elector:
+    async with electing(admin_kube, namespace, "replica-a") as elector:
         async with asyncio.timeout(30):
             await elector.leading.wait()
-        lease = await kube.get(resources.LEASES, LEASE, namespace)
+        lease = await admin_kube.get(resources.LEASES, LEASE, namespace)
         assert lease["spec"]["holderIdentity"] == "replica-a"
         assert lease["spec"]["leaseDurationSeconds"] == 2
 
 
 async def test_a_lease_its_holder_renews_is_never_taken(
-        kube: client.Kube, namespace: str) -> None:
-    async with electing(kube, namespace, "replica-a") as leader:
+        admin_kube: client.Kube, namespace: str) -> None:
+    async with electing(admin_kube, namespace, "replica-a") as leader:
         async with asyncio.timeout(30):
             await leader.leading.wait()
-        async with electing(kube, namespace, "replica-b") as standby:
+        async with electing(admin_kube, namespace, "replica-b") as standby:
             # Three of the standby's lease durations, while the leader renews.
             with pytest.raises(TimeoutError):
                 async with asyncio.timeout(3 * FAST["lease_duration"]):

@@ -68,16 +68,6 @@ async def remove_test_services(kube: client.Kube) -> int:
 
 
 @pytest.fixture
-async def admin_kube(control_plane: controlplane.ControlPlane) -> AsyncIterator[client.Kube]:
-    """Our own kube client acting as the cluster admin."""
-    kube = await client.Kube.from_kubeconfig(str(control_plane.kubeconfig))
-    try:
-        yield kube
-    finally:
-        await kube.aclose()
-
-
-@pytest.fixture
 async def _no_test_services(admin_kube: client.Kube) -> AsyncIterator[None]:
     await remove_test_services(admin_kube)
     yield
