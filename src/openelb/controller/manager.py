@@ -236,7 +236,9 @@ class Controller:
                 self.queue.done(key)
             self.stats.reconciles.labels("service", result.label).inc()
             if isinstance(result, outcome.Retry):
-                self.queue.add_after(key, result.after)
+                self.queue.retry(key, result.after)
+            else:
+                self.queue.forget(key)
 
     async def _pool_loop(self) -> None:
         """Re-sync pools on Eip changes at once; write Eip status at most every interval."""

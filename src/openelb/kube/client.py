@@ -11,6 +11,7 @@ Errors are translated in kube/errors.py; no transport exception leaks out.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -83,13 +84,17 @@ class Kube:
     ) -> RawObject:
         """One request; returns the decoded JSON body or raises a kube error."""
         content = None if body is None else json.dumps(body).encode()
+        timeout = request_timeout or self._timeout
         with errors.translated():
-            status, data = await self._pool.request(
+            async with asyncio.timeout(timeout), self._pool.stream(
                 method, self._target(path, query),
                 self._headers(content_type if content is not None else None), content,
-                timeout=request_timeout or self._timeout)
+                timeout=timeout, read_timeout=timeout,
+            ) as response:
+                status, data = response.status, await response.aread()
+                retry_after = response.header("retry-after")
         if not 200 <= status <= 299:
-            raise errors.from_status(status, data)
+            raise errors.from_status(status, data, retry_after)
         decoded: RawObject = json.loads(data) if data else {}
         return decoded
 
@@ -148,7 +153,8 @@ class Kube:
                 timeout=self._timeout, read_timeout=timeout_seconds + 30,
             ) as response:
                 if not 200 <= response.status <= 299:
-                    raise errors.from_status(response.status, await response.aread())
+                    raise errors.from_status(response.status, await response.aread(),
+                                             response.header("retry-after"))
                 pending = b""
                 async for chunk in response.aiter_bytes():
                     *lines, pending = (pending + chunk).split(b"\n")

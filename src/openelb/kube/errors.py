@@ -31,6 +31,7 @@ __all__ = [
     "NotFound",
     "Retryable",
     "from_status",
+    "retry_after_seconds",
     "translated",
 ]
 
@@ -69,8 +70,25 @@ class Retryable(KubeError):
         self.after = after
 
 
-def from_status(status: int, body: str | bytes | None) -> KubeError:
-    """Build the right error from an HTTP status and a (possibly JSON Status) body."""
+MAX_RETRY_AFTER = 300.0  # a Retry-After beyond this is taken as this
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds (RFC 9110 §10.2.3), bounded; None when absent or
+    in the HTTP-date form, which the apiserver does not send."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if seconds is None or seconds != seconds:  # absent, or NaN
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+
+
+def from_status(status: int, body: str | bytes | None,
+                retry_after: str | None = None) -> KubeError:
+    """Build the right error from an HTTP status, a (possibly JSON Status) body and
+    the Retry-After header: a 429 or 5xx retries after what the server asked."""
     reason, message = "", ""
     try:
         payload = json.loads(body or b"{}")
@@ -89,7 +107,9 @@ def from_status(status: int, body: str | bytes | None) -> KubeError:
         return Invalid(status, reason or "Invalid", message)
     if status == 410:
         return Gone(status, reason or "Expired", message)
-    return Retryable(status, reason or "ServerError", message, after=1.0)
+    asked = retry_after_seconds(retry_after)
+    return Retryable(status, reason or "ServerError", message,
+                     after=1.0 if asked is None else asked)
 
 
 @contextlib.contextmanager

@@ -57,6 +57,11 @@ class Response:
         self._read_timeout = read_timeout
         self.complete = False
 
+    def header(self, name: str) -> str | None:
+        """The first value of header `name` (h11 lower-cases names), or None."""
+        wanted = name.lower()
+        return next((v for k, v in self.headers if k == wanted), None)
+
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         while not self.complete:
             async with asyncio.timeout(self._read_timeout):
