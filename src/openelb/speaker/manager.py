@@ -1,9 +1,10 @@
 """The speaker process: caches, planning, announcing, status, Events, clean exit.
 
 speaker/ (DESIGN §2): wired by `openelb speaker`. Every cache change marks the state
-dirty; a single loop (debounced) builds a snapshot, asks the planner what this node
-must announce, hands the whole result to the announcers, posts an Event on each Service
-this node starts or stops announcing, and writes this node's BGP status. SIGTERM
+dirty; a single loop (at once after a quiet spell, then at most one round per
+`debounce`) builds a snapshot, asks the planner what this node must announce, hands the
+whole result to the announcers, posts an Event on each Service this node starts or
+stops announcing, and writes this node's BGP status. SIGTERM
 withdraws everything (announcer.aclose) before the process exits (DESIGN §4).
 """
 
@@ -45,7 +46,7 @@ class SpeakerSettings:
     node: str
     workdir: Path
     lb_class: str | None = None
-    debounce: float = 0.05  # coalesce bursts of watch events into one plan
+    debounce: float = 0.05  # least time between two plan rounds: bursts coalesce
     health_host: str = "127.0.0.1"
     health_port: int = 8081
     namespace: str = "openelb-system"  # where the heartbeat Secret lives
@@ -82,6 +83,7 @@ class Speaker:
                                           self.informers["bgppeers"])
         self._announced: dict[str, dict[str, frozenset[Any]]] = {"bgp": {}, "layer2": {}}
         self._plan: bgp_plan.BgpPlan | None = None
+        self._announcing: tuple[Any, ...] = ()  # claims, peers, routes of the last round
         self.layer2: layer2.Layer2Mode | None = None
         self._secret_checked = -1e9
         self._owned: set[tuple[str, str]] = set()
@@ -138,12 +140,24 @@ class Speaker:
     async def loop(self) -> None:
         await asyncio.gather(*(i.synced.wait() for i in self.informers.values()))
         self._dirty.set()
+        clock = asyncio.get_running_loop().time
+        last_round = -self.settings.debounce
         while True:
             await self._dirty.wait()
-            await asyncio.sleep(self.settings.debounce)
+            # Leading edge: a change after a quiet spell is planned at once (a fixed
+            # sleep here sat inside every status -> route figure); what arrives while a
+            # round runs, or within `debounce` of the start of a round that changed
+            # what this node announces, waits for the next round. A round that changed
+            # nothing (a new Service without an address yet, an EndpointSlice elsewhere)
+            # holds nothing back: the status write that follows it acts at once.
+            wait = last_round + self.settings.debounce - clock()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            started = clock()
             self._dirty.clear()
             try:
-                await self._apply()
+                changed = await self._apply()
+                last_round = started if changed else -self.settings.debounce
                 self.stats.plans.labels("applied").inc()
             except (bgp_errors.BgpEngineError, l2.Layer2Error) as exc:
                 log.warning("announcer not ready, retrying", extra={
@@ -153,13 +167,15 @@ class Speaker:
                 await asyncio.sleep(1.0)
                 self._dirty.set()
 
-    async def _apply(self) -> None:
-        """One plan round. Layer 2 goes first (its failover is the time-critical one) and
-        neither mode waits for the other: a failing ExaBGP never holds up ARP/NDP claims,
-        and a failing raw socket never holds up BGP. The first failure is re-raised at
-        the end so the loop retries the round."""
+    async def _apply(self) -> bool:
+        """One plan round; whether what this node announces changed. Layer 2 goes first
+        (its failover is the time-critical one) and neither mode waits for the other: a
+        failing ExaBGP never holds up ARP/NDP claims, and a failing raw socket never
+        holds up BGP. The first failure is re-raised at the end so the loop retries the
+        round."""
         snap = self.snapshots.build()
         failure: Exception | None = None
+        claims: frozenset[Any] = frozenset()
         if self.layer2 is not None:
             await self._start_heartbeats()
             try:
@@ -167,6 +183,7 @@ class Speaker:
             except l2.Layer2Error as exc:
                 failure = exc
             else:
+                claims = l2_plan.claims
                 self._count_ownership(l2_plan.announced)
                 self._post_events("layer2", l2_plan.announced, l2_plan.skipped)
         plan = bgp_plan.plan_bgp(snap)
@@ -192,6 +209,9 @@ class Speaker:
         if failure is not None:
             raise failure
         self.applied.set()
+        announcing = (claims, plan.peers, frozenset(plan.routes.items()))
+        changed, self._announcing = announcing != self._announcing, announcing
+        return changed
 
     def _count_ownership(self, announced: Mapping[str, frozenset[Any]]) -> None:
         now = {(str(ip), key) for key, ips in announced.items() for ip in ips}
