@@ -224,19 +224,19 @@ class Speaker:
             self.stats.layer2_ownership_changes.labels("released").inc()
         self._owned = now
 
-    def _address_conflict(self, ip: Any, other: str, defended: bool) -> None:
-        """MAC `other` claimed `ip`: a Warning on each Service this node answers it for
-        (at most one per address per second, the announcer's defence interval)."""
+    def _address_conflict(self, ip: Any, other: str) -> None:
+        """MAC `other` claimed `ip` and this node announced it again: a Warning on each
+        Service this node answers it for (at most one per address per second, the
+        announcer's defence interval)."""
         node = self.settings.node
-        what = ("announced it again" if defended
-                else "not announcing it again: this speaker is stopping")
         for key, ips in self._announced["layer2"].items():
             raw = self.informers["services"].get(key) if ip in ips else None
             if raw is None:
                 continue
             self.recorder.emit(events.ObjectRef.of(raw, "Service", "v1"), "Warning",
                                ADDRESS_CONFLICT,
-                               f"{other} claims {ip}, which node {node} answers for; {what}",
+                               f"{other} claims {ip}, which node {node} answers for;"
+                               " announced it again",
                                service=key, ip=str(ip), node=node, mac=other)
 
     def _post_events(self, protocol: str, announced: Mapping[str, frozenset[Any]],

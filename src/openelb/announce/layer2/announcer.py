@@ -22,10 +22,10 @@ Every received frame goes through frames.decide; the Reply is sent and the Drop 
 counted. A Conflict (another MAC saying it has one of our addresses: a rogue or
 misconfigured host, RFC 5227 §2.4) is counted and reported through `on_conflict`; an
 address being defended is announced again at once, at most once per `defend_interval`
-per address, so a stream of forged frames cannot keep the LAN away from it (a leaving
-speaker reports but no longer announces). Addresses this node only keeps for a joining
-owner (make before break) are not defended: their owner's first announcement is the
-expected handover, not a conflict.
+per address, so a stream of forged frames cannot keep the LAN away from it. Addresses
+this node only keeps for a joining owner (make before break), and every address once
+the speaker is leaving, are not defended: the other node's announcement is then the
+expected handover, not a conflict (counted, logged at debug level only).
 
 What could not be opened is raised as InterfaceUnavailable after everything else is
 in place, so one bad interface never blocks the others. Claims whose socket
@@ -78,8 +78,8 @@ class Metric(StrEnum):
 
 
 OnCounter = Callable[[Metric, Family, frames.Drop | None], None]
-# (address, the other MAC as aa:bb:..., whether it was defended): for an Event.
-OnConflict = Callable[[IPAddress, str, bool], None]
+# (our address, the other MAC as aa:bb:...) after defending it: for an Event.
+OnConflict = Callable[[IPAddress, str], None]
 
 
 @dataclass(slots=True)
@@ -142,7 +142,7 @@ class Layer2Announcer:
     def __init__(self, *, garp_repeats: int = 3, garp_interval: float = 0.5,
                  defend_interval: float = 1.0,
                  on_counter: OnCounter | None = None,
-                 on_conflict: OnConflict = lambda ip, mac, defended: None,
+                 on_conflict: OnConflict = lambda ip, mac: None,
                  on_lost: Callable[[], None] = lambda: None,
                  lookup_link: LookupLink = netlink.link_by_name,
                  open_transport: OpenTransport = _open_packet_socket,
@@ -151,7 +151,7 @@ class Layer2Announcer:
         `defend_interval`: the least time between two defences of one address.
 
         `on_counter` sees every counter increment (for metrics); `on_conflict` each
-        conflict reported (at most one per address per `defend_interval`); `on_lost`
+        defence (at most one per address per `defend_interval`); `on_lost`
         is called when a socket fails and its claims are dropped. `lookup_link`,
         `open_transport` and `clock` are the seams unit tests replace.
         """
@@ -255,6 +255,7 @@ class Layer2Announcer:
         interface = self._interfaces.get(claim.interface)
         if interface is not None:
             interface.owned.discard(claim.ip)  # DESIGN §4: stop answering at once
+        self._conflict_at.pop(claim.ip, None)
         task = self._repeats.pop(claim, None)
         if task is not None:
             task.cancel()
@@ -389,18 +390,17 @@ class Layer2Announcer:
             return
         self._conflict_at[conflict.ip] = now
         claim = Claim(conflict.ip, interface.link.name)
-        if conflict.ip in self._undefended:
-            # Kept for a joining owner: its first announcement is the expected handover.
-            log.debug("layer2 owner announced", extra=_fields(
-                claim, mac=ethernet.format_mac(conflict.mac)))
-            return
-        defended = claim in self._claims and self._announcing
-        if defended:
-            self._announce(claim)
         mac = ethernet.format_mac(conflict.mac)
-        log.warning("layer2 address conflict", extra=_fields(
-            claim, mac=mac, reason="defended" if defended else "leaving"))
-        self._on_conflict(conflict.ip, mac, defended)
+        if (conflict.ip in self._undefended or not self._announcing
+                or claim not in self._claims):
+            # Kept for a joining owner, or this speaker is leaving: the other node's
+            # announcement is the expected handover, not a conflict.
+            log.debug("layer2 handover announced", extra=_fields(claim, mac=mac))
+            return
+        self._announce(claim)
+        log.warning("layer2 address conflict", extra=_fields(claim, mac=mac,
+                                                             reason="defended"))
+        self._on_conflict(conflict.ip, mac)
 
     def _failed(self, interface: _Interface, family: Family, exc: OSError) -> None:
         """A socket broke (e.g. its interface was deleted): drop what it served."""

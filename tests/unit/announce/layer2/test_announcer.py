@@ -298,7 +298,7 @@ async def test_another_mac_announcing_our_address_is_answered_with_our_own_at_on
     """RFC 5227 §2.4 (b): announce again, at most once per second however many rogue
     frames come, report each defence, and count every conflict."""
     now = [10.0]
-    reported: list[tuple[object, str, bool]] = []
+    reported: list[tuple[object, str]] = []
     announcer = _announcer(net, garp_repeats=0, clock=lambda: now[0],
                            on_conflict=lambda *c: reported.append(c))
     await announcer.set(_claims((VIP4, "eth0")))
@@ -307,7 +307,7 @@ async def test_another_mac_announcing_our_address_is_answered_with_our_own_at_on
     for _ in range(5):
         arp_socket.receive(_rogue_garp(VIP4))
     assert arp_socket.sent == [ours, ours]
-    assert reported == [(VIP4, "02:00:00:00:00:99", True)]
+    assert reported == [(VIP4, "02:00:00:00:00:99")]
     now[0] += 1.0
     arp_socket.receive(_rogue_garp(VIP4))
     assert arp_socket.sent == [ours, ours, ours]
@@ -328,13 +328,16 @@ async def test_an_address_kept_for_its_joining_owner_is_not_defended(net: FakeNe
     await announcer.aclose()
 
 
-async def test_a_leaving_node_reports_a_conflict_but_does_not_fight_it(net: FakeNet) -> None:
-    reported: list[tuple[object, str, bool]] = []
+async def test_a_leaving_node_neither_fights_nor_reports_its_heirs_announcement(
+        net: FakeNet) -> None:
+    """Every rolling update: the heir announces at once on the goodbye heartbeat."""
+    reported: list[object] = []
     announcer = _announcer(net, garp_repeats=0, on_conflict=lambda *c: reported.append(c))
     await announcer.set(_claims((VIP4, "eth0")))
     arp_socket = net.live("eth0", rawsocket.Kind.ARP)
     await announcer.stop_announcing()
     arp_socket.receive(_rogue_garp(VIP4))
     assert arp_socket.sent == [arp.gratuitous_frame(VIP4, NODE_MAC)]
-    assert [defended for _, _, defended in reported] == [False]
+    assert reported == []
+    assert announcer.counters.conflicts == {Family.IPV4: 1}
     await announcer.aclose()
