@@ -82,3 +82,30 @@ async def test_live_peers_counts_the_speakers_heard_within_the_timeout() -> None
         assert beats.live_peers() == 0
     finally:
         await beats.aclose()
+
+
+async def test_a_peer_whose_clock_drifts_is_reported_before_its_heartbeats_go_stale(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Beyond 30 s of skew a peer's heartbeats are refused as stale and it counts dead
+    (two nodes then claim its addresses). The skew is measured on every heartbeat and a
+    peer past 5 s is reported once, and once more when it is back in step."""
+    wall = [1000.0]
+    skews: list[tuple[str, float]] = []
+    port = _free_udp_port()
+    beats = udp.Heartbeats("node-a", SECRET, udp.HeartbeatSettings(port=port),
+                           wall=lambda: wall[0], on_skew=lambda *s: skews.append(s))
+    await beats.start()
+    caplog.set_level(logging.INFO, logger=udp.__name__)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            for seq, (peer_clock, expected) in enumerate(
+                    [(1001.0, 1.0), (1012.0, 12.0), (1013.0, 13.0), (1000.5, 0.5)], 1):
+                beat = codec.Heartbeat("node-b", "b1", seq, peer_clock, frozenset())
+                sender.sendto(codec.encode(beat, SECRET), ("127.0.0.1", port))
+                await _until(lambda: len(skews) == seq)  # noqa: B023 (awaited at once)
+                assert skews[-1] == ("node-b", expected)
+        said = [(r.getMessage(), r.__dict__["skew_s"]) for r in caplog.records
+                if "clock" in r.getMessage()]
+        assert said == [("peer clock skewed", 12.0), ("peer clock back in step", 0.5)]
+    finally:
+        await beats.aclose()

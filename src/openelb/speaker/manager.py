@@ -118,7 +118,8 @@ class Speaker:
             log.warning("heartbeat secret is empty", extra={"op": "liveness"})
             return
         beats = udp.Heartbeats(s.node, secret, s.heartbeat, on_change=self._dirty.set,
-                               on_refused=self.stats.count_refused)
+                               on_refused=self.stats.count_refused,
+                               on_skew=self.stats.record_skew)
         self.stats.watch_heartbeats(beats)
         await beats.start()
         self.layer2.heartbeats = beats

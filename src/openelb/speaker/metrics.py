@@ -47,6 +47,10 @@ class SpeakerMetrics:
             "Heartbeat datagrams refused, by reason (badMac: wrong key or forged; replayed,"
             " stale: an old datagram sent again or a clock off by more than the window).",
             ["reason"], registry=registry)
+        self.clock_skew = Gauge(
+            "openelb_heartbeat_clock_skew_seconds",
+            "A peer's wall clock minus this node's, from its last heartbeat; beyond 30 s"
+            " its heartbeats are refused as stale.", ["peer"], registry=registry)
         self.live_peers = Gauge(
             "openelb_heartbeat_live_peers",
             "Other speakers this node hears heartbeats from within the timeout.",
@@ -71,6 +75,10 @@ class SpeakerMetrics:
     def count_refused(self, reason: codec.Refused) -> None:
         """Heartbeats' on_refused hook."""
         self.heartbeats_refused.labels(str(reason)).inc()
+
+    def record_skew(self, peer: str, skew: float) -> None:
+        """Heartbeats' on_skew hook."""
+        self.clock_skew.labels(peer).set(round(skew, 3))
 
     def watch_heartbeats(self, beats: udp.Heartbeats) -> None:
         """The live-peers gauge reads the heartbeats when scraped."""

@@ -40,9 +40,13 @@ class HeartbeatSettings:
     interval: float = 0.25  # how often a heartbeat goes to each peer
     timeout: float = 1.0  # silent this long -> dead (detection <= 1 s by default)
     refusal_log_every: float = 10.0  # at most one warning per refusal reason this often
+    # A peer whose clock is off by more than this is reported (heartbeats are refused
+    # beyond membership's 30 s window, which would count the peer dead: split ownership).
+    skew_warn: float = 5.0
 
 
 OnRefused = Callable[[codec.Refused], None]
+OnSkew = Callable[[str, float], None]  # (peer, its clock minus ours, in seconds)
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -58,12 +62,15 @@ class Heartbeats:
                  on_change: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
-                 on_refused: OnRefused = lambda reason: None) -> None:
+                 on_refused: OnRefused = lambda reason: None,
+                 on_skew: OnSkew = lambda peer, skew: None) -> None:
         """`on_refused` sees every refused datagram's reason (for metrics); refusals are
         also logged, at most once per reason every `settings.refusal_log_every` s with
         the count since the last line, so a flood cannot flood the log."""
         self.node = node
         self._on_refused = on_refused
+        self._on_skew = on_skew
+        self._skewed: set[str] = set()  # peers whose clock is off by more than skew_warn
         self._secret = secret
         self.settings = settings
         self._on_change = on_change
@@ -142,6 +149,7 @@ class Heartbeats:
         if refusal is not None:
             self._refuse(refusal, decoded.node)
             return
+        self._check_skew(decoded)
         if decoded.leaving:
             if known:
                 log.info("peer leaving", extra={"op": "liveness", "node": self.node,
@@ -168,6 +176,24 @@ class Heartbeats:
                 "op": "liveness", "node": self.node, "reason": str(reason),
                 "peer": claimed_sender, "count": count - count_then})
             self._refusals_logged[reason] = (now, count)
+
+    def _check_skew(self, beat: codec.Heartbeat) -> None:
+        """Report a peer whose wall clock is off by more than `skew_warn` (once per
+        crossing; transit time, milliseconds, counts as skew too)."""
+        # The sender's clock minus ours: positive when the peer runs ahead.
+        skew = beat.sent_at - self._wall()
+        self._on_skew(beat.node, skew)
+        off = abs(skew) > self.settings.skew_warn
+        if off == (beat.node in self._skewed):
+            return
+        fields = {"op": "liveness", "node": self.node, "peer": beat.node,
+                  "skew_s": round(skew, 3), "limit_s": self.settings.skew_warn}
+        if off:
+            self._skewed.add(beat.node)
+            log.warning("peer clock skewed", extra=fields)
+        else:
+            self._skewed.discard(beat.node)
+            log.info("peer clock back in step", extra=fields)
 
     def live_peers(self) -> int:
         """How many other speakers are alive now, as the heartbeats say."""
