@@ -88,12 +88,15 @@ async def test_a_peer_whose_clock_drifts_is_reported_before_its_heartbeats_go_st
         caplog: pytest.LogCaptureFixture) -> None:
     """Beyond 30 s of skew a peer's heartbeats are refused as stale and it counts dead
     (two nodes then claim its addresses). The skew is measured on every heartbeat and a
-    peer past 5 s is reported once, and once more when it is back in step."""
+    peer past 5 s is reported once (log line, alarm hook), and once more when it is
+    back in step."""
     wall = [1000.0]
     skews: list[tuple[str, float]] = []
     port = _free_udp_port()
+    alarms: list[tuple[str, float, bool]] = []
     beats = udp.Heartbeats("node-a", SECRET, udp.HeartbeatSettings(port=port),
-                           wall=lambda: wall[0], on_skew=lambda *s: skews.append(s))
+                           wall=lambda: wall[0], on_skew=lambda *s: skews.append(s),
+                           on_skew_alarm=lambda *a: alarms.append(a))
     await beats.start()
     caplog.set_level(logging.INFO, logger=udp.__name__)
     try:
@@ -107,5 +110,7 @@ async def test_a_peer_whose_clock_drifts_is_reported_before_its_heartbeats_go_st
         said = [(r.getMessage(), r.__dict__["skew_s"]) for r in caplog.records
                 if "clock" in r.getMessage()]
         assert said == [("peer clock skewed", 12.0), ("peer clock back in step", 0.5)]
+        # The speaker posts a ClockSkew Event on its Node at each of these.
+        assert alarms == [("node-b", 12.0, True), ("node-b", 0.5, False)]
     finally:
         await beats.aclose()

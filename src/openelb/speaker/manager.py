@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 ANNOUNCE: str = "AnnounceIP"
 ADDRESS_CONFLICT: str = "AddressConflict"
+CLOCK_SKEW: str = "ClockSkew"
 WITHDRAW: str = "WithdrawIP"
 
 
@@ -119,7 +120,8 @@ class Speaker:
             return
         beats = udp.Heartbeats(s.node, secret, s.heartbeat, on_change=self._dirty.set,
                                on_refused=self.stats.count_refused,
-                               on_skew=self.stats.record_skew)
+                               on_skew=self.stats.record_skew,
+                               on_skew_alarm=self._clock_skew)
         self.stats.watch_heartbeats(beats)
         await beats.start()
         self.layer2.heartbeats = beats
@@ -224,6 +226,22 @@ class Speaker:
             self.stats.layer2_owned.remove(ip, key)
             self.stats.layer2_ownership_changes.labels("released").inc()
         self._owned = now
+
+    def _clock_skew(self, peer: str, skew: float, off: bool) -> None:
+        """A peer's clock crossed the skew limit: an Event on this node's Node."""
+        raw = self.informers["nodes"].get(self.settings.node)
+        if raw is None:
+            return
+        limit = self.settings.heartbeat.skew_warn
+        if off:
+            message = (f"clock of node {peer} is {skew:+.1f} s off this node's (limit "
+                       f"{limit:g} s); beyond 30 s its heartbeats are refused and it counts "
+                       "as down for layer 2: check NTP")
+        else:
+            message = f"clock of node {peer} is back in step ({skew:+.1f} s)"
+        self.recorder.emit(events.ObjectRef.of(raw, "Node", "v1"),
+                           "Warning" if off else "Normal", CLOCK_SKEW, message,
+                           node=self.settings.node, peer=peer, skew_s=round(skew, 3))
 
     def _address_conflict(self, ip: Any, other: str) -> None:
         """MAC `other` claimed `ip` and this node announced it again: a Warning on each

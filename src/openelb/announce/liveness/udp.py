@@ -47,6 +47,8 @@ class HeartbeatSettings:
 
 OnRefused = Callable[[codec.Refused], None]
 OnSkew = Callable[[str, float], None]  # (peer, its clock minus ours, in seconds)
+# (peer, skew, whether it is now off by more than skew_warn): once per crossing.
+OnSkewAlarm = Callable[[str, float, bool], None]
 
 
 class _Protocol(asyncio.DatagramProtocol):
@@ -63,13 +65,15 @@ class Heartbeats:
                  clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time,
                  on_refused: OnRefused = lambda reason: None,
-                 on_skew: OnSkew = lambda peer, skew: None) -> None:
+                 on_skew: OnSkew = lambda peer, skew: None,
+                 on_skew_alarm: OnSkewAlarm = lambda peer, skew, off: None) -> None:
         """`on_refused` sees every refused datagram's reason (for metrics); refusals are
         also logged, at most once per reason every `settings.refusal_log_every` s with
         the count since the last line, so a flood cannot flood the log."""
         self.node = node
         self._on_refused = on_refused
         self._on_skew = on_skew
+        self._on_skew_alarm = on_skew_alarm
         self._skewed: set[str] = set()  # peers whose clock is off by more than skew_warn
         self._secret = secret
         self.settings = settings
@@ -194,6 +198,7 @@ class Heartbeats:
         else:
             self._skewed.discard(beat.node)
             log.info("peer clock back in step", extra=fields)
+        self._on_skew_alarm(beat.node, skew, off)
 
     def live_peers(self) -> int:
         """How many other speakers are alive now, as the heartbeats say."""
