@@ -121,6 +121,6 @@ def _parse_span(raw: str, text: str) -> DeclaredRange:
         raise errors.InvalidObject(
             FIELD, f"range mixes IPv{start.version} {start} and IPv{end.version} {end}", value=text
         )
-    if start > end:  # type: ignore[operator]  # same version checked above
+    if int(start) > int(end):  # same version checked above: integers order them
         raise errors.InvalidObject(FIELD, f"range start {start} is after end {end}", value=text)
     return DeclaredRange(start, end, AddressKind.RANGE, None)

@@ -13,11 +13,18 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MAX_REASON", "InvalidObject", "OpenELBError"]
+__all__ = ["MAX_REASON", "InvalidObject", "OpenELBError", "bounded"]
 
 # A reason quotes what the user wrote; a 100 KB annotation must not become a 100 KB
 # webhook denial, Event and log line (issue #19). Longer reasons are cut with a marker.
 MAX_REASON = 512
+
+
+def bounded(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how many were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 class OpenELBError(Exception):
@@ -29,10 +36,7 @@ class InvalidObject(OpenELBError):
 
     def __init__(self, field: str, reason: str, *, value: Any = None, ref: str = "") -> None:
         self.field = field
-        if len(reason) > MAX_REASON:
-            cut = len(reason) - MAX_REASON
-            reason = f"{reason[:MAX_REASON]}... ({cut} more characters)"
-        self.reason = reason
+        self.reason = bounded(reason, MAX_REASON)
         self.value = value
         self.ref = ref
         super().__init__(self.message)

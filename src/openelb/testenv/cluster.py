@@ -369,6 +369,8 @@ class Cluster:
 
     # ---- teardown ----------------------------------------------------------------------
 
+    # (*) kubernetes_asyncio takes `_content_type` through **kwargs at run time, but its
+    # generated signatures do not declare it; it is the only way to send a merge patch.
     async def wipe_openelb_objects(self) -> None:
         """Delete every Eip, BgpConf and BgpPeer (finalizers stripped): cluster-scoped
         objects would otherwise leak into the next test on a shared control plane."""
@@ -381,7 +383,7 @@ class Cluster:
                 if item["metadata"].get("finalizers"):
                     await custom.patch_cluster_custom_object(
                         group, version, plural, name, {"metadata": {"finalizers": None}},
-                        _content_type="application/merge-patch+json")  # type: ignore[call-arg]
+                        _content_type="application/merge-patch+json")  # type: ignore[call-arg]  # *
                 with contextlib.suppress(k8s.ApiException):
                     await custom.delete_cluster_custom_object(group, version, plural, name)
             deadline = time.monotonic() + 30
@@ -411,7 +413,7 @@ class Cluster:
                         with contextlib.suppress(k8s.ApiException):
                             await core.patch_namespaced_service(
                                 svc.metadata.name, namespace, {"metadata": {"finalizers": None}},
-                                _content_type="application/merge-patch+json")  # type: ignore[call-arg]
+                                _content_type="application/merge-patch+json")  # type: ignore[call-arg]  # *
                     break
                 await asyncio.sleep(0.2)
 

@@ -70,6 +70,8 @@ class Link:
 @functools.cache
 def _messages() -> SimpleNamespace:
     """pyroute2's link and route message classes, imported on first use."""
+    # pyroute2 ships no type information (no py.typed, no stubs in typeshed): the two
+    # classes are used as opaque message types only.
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # type: ignore[import-untyped]
     from pyroute2.netlink.rtnl.rtmsg import rtmsg  # type: ignore[import-untyped]
 
