@@ -16,7 +16,6 @@ Promises kept here:
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,10 +75,8 @@ class Allocator:
         self._pools: dict[str, pools.Pool] = {}
         self._problems: dict[str, errors.InvalidObject] = {}
         self._invalid: dict[str, str] = {}  # Eips that do not parse -> why
-        # Usable (non-overlapping) pools sorted by declared span start, per family, for
-        # "which pool holds this IP" by bisection. Rebuilt only when pools change.
-        self._span_starts: dict[int, list[int]] = {}
-        self._span_pools: dict[int, list[pools.Pool]] = {}
+        # "Which pool holds this IP" (rebuilt only when pools change).
+        self._index = pools.PoolIndex(())
         # Namespace-bound pools per family in choice order (priority, then age).
         self._bound: dict[int, list[pools.Pool]] = {}
         self._default: pools.Pool | None = None
@@ -101,13 +98,8 @@ class Allocator:
         self._pools = {p.name: p for p in pool_list}
         self._invalid = dict(invalid or {})
         self._problems = pools.find_problems(self._pools.values())
-        usable = [p for p in self._pools.values() if not self._overlapping(p.name)]
-        for version in (4, 6):
-            ordered = sorted(
-                (p for p in usable if p.version == version), key=lambda p: p.declared_span.first
-            )
-            self._span_pools[version] = ordered
-            self._span_starts[version] = [p.declared_span.first for p in ordered]
+        self._index = pools.PoolIndex(self._pools.values())
+        usable = [p for p in self._pools.values() if self._index.is_valid(p.name)]
         self._bound = {
             version: sorted(
                 (p for p in usable if p.bound and p.version == version),
@@ -135,16 +127,10 @@ class Allocator:
         return self._problems
 
     def _overlapping(self, name: str) -> bool:
-        problem = self._problems.get(name)
-        return problem is not None and problem.field == "spec.address"
+        return not self._index.is_valid(name)
 
     def _pool_containing(self, ip: IP) -> pools.Pool | None:
-        value = int(ip)
-        index = bisect.bisect_right(self._span_starts[ip.version], value) - 1
-        if index < 0:
-            return None
-        pool = self._span_pools[ip.version][index]
-        return pool if value <= pool.declared_span.last else None
+        return self._index.valid_holding(ip)
 
     # ---- queries -----------------------------------------------------------------------
 
@@ -328,9 +314,7 @@ class Allocator:
     def _take_requested(self, svc: service.LbService, ip: IP, labels: Mapping[str, str]) -> IP:
         pool = self._pool_containing(ip)
         if pool is None:
-            broken = next(
-                (p for p in self._pools.values() if p.declared_span.contains(ip)), None
-            )
+            broken = self._index.holding(ip)
             if broken is not None:
                 raise ipam_errors.PoolUnusable(broken.name, self._problems[broken.name].message)
             raise ipam_errors.NotInAnyPool(ip)

@@ -1,12 +1,15 @@
 """IP pools as plain values, and the checks that need every pool at once.
 
 Pure (DESIGN §3); `Pool.from_eip` is called by the controller and the webhook, and the
-allocator consumes Pools. `find_problems` decides which pools are unusable when pools
+allocator consumes Pools. `PoolIndex` answers "which pool holds this address" for the
+allocator and the planner alike (the oldest pool whose declared range holds it).
+`find_problems` decides which pools are unusable when pools
 overlap or two claim to be the default: the older object keeps working, the newer one
 gets the error (deterministic, so every replica agrees). Nothing is enumerated.
 """
 
 
+import bisect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -15,7 +18,7 @@ from sortedcontainers import SortedList
 from openelb.api import addresses, annotations, eip, errors
 from openelb.ipam import ranges
 
-__all__ = ["Pool", "find_problems"]
+__all__ = ["Pool", "PoolIndex", "find_problems"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +90,58 @@ class Pool:
     def age_key(self) -> tuple[str, str]:
         """Older first; the name breaks ties so every replica orders pools alike."""
         return (self.created or "~", self.name)
+
+
+class PoolIndex:
+    """Which pool holds an address: the one place this rule lives (DESIGN §3).
+
+    The allocator asks it where an address belongs, and every planner asks it which
+    mode an assigned address is announced in, so the two never disagree. Pools are
+    taken oldest first and a pool overlapping one already taken is not valid (the
+    `find_problems` rule); an address resolves to the valid pool holding it, else to the
+    oldest invalid one (so its error can be named). Valid pools are disjoint, so the
+    lookup is a bisection.
+    """
+
+    __slots__ = ("_invalid", "_pools", "_starts")
+
+    def __init__(self, pools: Iterable[Pool]) -> None:
+        accepted: dict[int, SortedList[tuple[int, int, str]]] = {4: SortedList(),
+                                                                  6: SortedList()}
+        by_name: dict[str, Pool] = {}
+        invalid: list[Pool] = []
+        for pool in sorted(pools, key=lambda p: p.age_key):
+            span = pool.declared_span
+            if _overlapping(accepted[span.version], span) is not None:
+                invalid.append(pool)
+                continue
+            accepted[span.version].add((span.first, span.last, pool.name))
+            by_name[pool.name] = pool
+        self._pools = {v: [by_name[name] for _, _, name in spans]
+                       for v, spans in accepted.items()}
+        self._starts = {v: [first for first, _, _ in spans] for v, spans in accepted.items()}
+        self._invalid = tuple(invalid)
+
+    def valid_holding(self, ip: addresses.IPAddress) -> Pool | None:
+        """The valid pool whose declared range holds `ip`, or None."""
+        value = int(ip)
+        index = bisect.bisect_right(self._starts[ip.version], value) - 1
+        if index < 0:
+            return None
+        pool = self._pools[ip.version][index]
+        return pool if value <= pool.declared_span.last else None
+
+    def holding(self, ip: addresses.IPAddress) -> Pool | None:
+        """The pool `ip` belongs to: the valid one holding it, else the oldest invalid
+        one, else None."""
+        pool = self.valid_holding(ip)
+        if pool is not None:
+            return pool
+        return next((p for p in self._invalid if p.declared_span.contains(ip)), None)
+
+    def is_valid(self, name: str) -> bool:
+        """False for a pool that overlaps an older one (`find_problems` names why)."""
+        return all(p.name != name for p in self._invalid)
 
 
 def find_problems(pools: Iterable[Pool]) -> dict[str, errors.InvalidObject]:

@@ -132,16 +132,12 @@ def plan_bgp(snap: snapshot.Snapshot) -> BgpPlan:
     me = snap.me
     skipped: dict[str, eligibility.Skip] = {}
     conf = snap.bgp_conf if snap.bgp_conf is not None and snap.bgp_conf.counts else None
-    # snap.pool_of's rule (the oldest pool whose range holds the IP), sorted once per
-    # plan rather than once per address.
-    pools = sorted(snap.pools.values(), key=lambda p: p.age_key)
     bgp_services = []
     for svc in snap.services:
         if not svc.wants_address or not svc.assigned_ips:
             continue
         mine = [ip for ip in svc.assigned_ips
-                if (pool := next((p for p in pools if p.declared_span.contains(ip)), None))
-                is not None and pool.protocol == "bgp"]
+                if (pool := snap.pool_of(ip)) is not None and pool.protocol == "bgp"]
         if mine:
             bgp_services.append((svc, mine))
     if conf is None or me is None:

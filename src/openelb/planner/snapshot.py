@@ -23,14 +23,16 @@ class Snapshot:
     endpoints: Mapping[str, frozenset[str]] = field(default_factory=dict)  # svc -> nodes
     bgp_conf: bgp.BgpConf | None = None  # the BgpConf named `default`, if any
     bgp_peers: tuple[bgp.BgpPeer, ...] = ()
+    pool_index: ipam_pools.PoolIndex = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pool_index", ipam_pools.PoolIndex(self.pools.values()))
 
     @property
     def me(self) -> node_info.NodeInfo | None:
         return self.nodes.get(self.node)
 
     def pool_of(self, ip: addresses.IPAddress) -> ipam_pools.Pool | None:
-        """The pool whose declared range holds `ip`; the oldest if pools overlap."""
-        for pool in sorted(self.pools.values(), key=lambda p: p.age_key):
-            if pool.declared_span.contains(ip):
-                return pool
-        return None
+        """The pool whose declared range holds `ip` (ipam's rule: the oldest if pools
+        overlap)."""
+        return self.pool_index.holding(ip)
