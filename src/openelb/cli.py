@@ -108,6 +108,7 @@ def _controller(args: argparse.Namespace) -> int:
 
 def _speaker(args: argparse.Namespace) -> int:
     from openelb.announce.liveness import udp
+    from openelb.announce.vip import config as vip_config
     from openelb.speaker import manager
 
     logfmt.setup(args.log_level)
@@ -116,7 +117,9 @@ def _speaker(args: argparse.Namespace) -> int:
         node=args.node, workdir=args.workdir, lb_class=args.lb_class, health_host=host,
         health_port=port, namespace=args.namespace, heartbeat_secret=args.heartbeat_secret,
         heartbeat=udp.HeartbeatSettings(args.heartbeat_port, args.heartbeat_interval,
-                                        args.heartbeat_timeout))
+                                        args.heartbeat_timeout),
+        keepalived=args.keepalived, vrrp_cluster_id=args.vrrp_cluster_id,
+        vrrp=vip_config.VrrpTiming(args.vrrp_advert_interval, args.vrrp_preempt_delay))
     return _run_daemon(args.kubeconfig, lambda kube, stop: manager.run(kube, settings, stop))
 
 
@@ -219,6 +222,17 @@ def _parser() -> argparse.ArgumentParser:
     speaker.add_argument("--heartbeat-interval", type=float, default=0.25, help="seconds")
     speaker.add_argument("--heartbeat-timeout", type=float, default=1.0,
                          help="a speaker silent this long is dead (layer-2 failover)")
+    speaker.add_argument("--keepalived", default="keepalived",
+                         help="the keepalived binary VIP mode runs")
+    speaker.add_argument("--vrrp-cluster-id", default="",
+                         help="cluster identity in every VRRP id, so two clusters on one LAN "
+                              "differ (default: the UID of the kube-system Namespace)")
+    speaker.add_argument("--vrrp-advert-interval", type=float, default=0.2,
+                         help="VRRP advertisement interval in seconds (VIP mode); a master "
+                              "silent for about 3 intervals is replaced")
+    speaker.add_argument("--vrrp-preempt-delay", type=float, default=5.0,
+                         help="seconds a (re)started node waits before taking back the VIPs "
+                              "it should hold (a crash loop never flaps masters)")
     speaker.set_defaults(run=_speaker)
 
     demo = commands.add_parser(

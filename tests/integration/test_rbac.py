@@ -184,6 +184,14 @@ async def list_namespaces(api: k8s.ApiClient, w: World) -> Any:
     return await _core(api).list_namespace()
 
 
+async def read_kube_system_namespace(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).read_namespace("kube-system")
+
+
+async def read_another_namespace(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).read_namespace(w.namespace)
+
+
 async def watch_namespaces(api: k8s.ApiClient, w: World) -> Any:
     return await _watch(api, "/api/v1/namespaces")
 
@@ -468,6 +476,7 @@ async def test_controller_may_not_do_what_it_does_not_need(
     create_core_event,
     create_events_k8s_io_event,
     read_secret_in_openelb_system,
+    read_kube_system_namespace,
 )
 async def test_speaker_may_do_what_announcing_needs(
     as_speaker: k8s.ApiClient, world: World, action: Action
@@ -498,6 +507,7 @@ async def test_speaker_may_do_what_announcing_needs(
     create_pod_in_openelb_system,
     delete_pods,
     list_namespaces,
+    read_another_namespace,
     create_lease_elsewhere,
     hold_lease_in_openelb_system,
     forge_the_controller_lease,

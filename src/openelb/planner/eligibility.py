@@ -29,6 +29,9 @@ class Skip(enum.StrEnum):
     NO_PEERS = "noPeers"
     NOT_OWNER = "notOwner"
     NO_INTERFACE = "noInterface"
+    NO_NODE_ADDRESS = "noNodeAddress"  # vip: no InternalIP of the family for VRRP
+    NO_VRID = "noVrid"  # vip: all 255 VRRP ids of the family are taken
+    NO_KEEPALIVED = "noKeepalived"  # vip: keepalived cannot run on this node
 
 
 def node_skip(node: nodes.NodeInfo | None) -> Skip | None:

@@ -22,16 +22,16 @@ from dataclasses import dataclass, field
 from openelb.api import addresses
 from openelb.planner import eligibility, snapshot
 
-__all__ = ["Layer2Claim", "Layer2Plan", "owner", "plan_layer2"]
+__all__ = ["Layer2Claim", "Layer2Plan", "owner", "plan_layer2", "score"]
 
 
-def _score(node: str, ip: addresses.IPAddress) -> bytes:
+def score(node: str, ip: addresses.IPAddress) -> bytes:
     return hashlib.sha256(f"{node}#{ip}".encode()).digest()
 
 
 def owner(ip: addresses.IPAddress, candidates: Iterable[str]) -> str | None:
     """The node among `candidates` that owns `ip`, or None when there is none."""
-    return max(candidates, key=lambda node: (_score(node, ip), node), default=None)
+    return max(candidates, key=lambda node: (score(node, ip), node), default=None)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -55,9 +55,20 @@ class SpeakerMetrics:
             "openelb_heartbeat_live_peers",
             "Other speakers this node hears heartbeats from within the timeout.",
             registry=registry)
+        self.vip_master = Gauge(
+            "openelb_vip_master", "1 for each VIP address this node holds as VRRP master.",
+            ["ip"], registry=registry)
+        self.vip_transitions = Counter(
+            "openelb_vip_transitions_total",
+            "VRRP state changes keepalived reported on this node, by new state.",
+            ["state"], registry=registry)
+        self.keepalived_restarts = Counter(
+            "openelb_keepalived_restarts_total",
+            "Times keepalived exited unexpectedly and was started again.", registry=registry)
         self.skipped = Gauge(
-            "openelb_speaker_skipped_services", "Services this node does not announce, by why.",
-            ["reason"], registry=registry)
+            "openelb_speaker_skipped_services",
+            "Services this node does not announce in a mode, by why.",
+            ["mode", "reason"], registry=registry)
 
     def count_layer2(self, metric: l2.Metric, family: l2.Family, drop: l2.Drop | None) -> None:
         """The Layer2Announcer's on_counter hook."""

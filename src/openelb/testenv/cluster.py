@@ -300,7 +300,15 @@ class Cluster:
 
     async def layer2_owners(self, ip: str) -> set[str]:
         """The nodes whose running speaker reports `openelb_layer2_owned` for `ip`."""
-        wanted = f'openelb_layer2_owned{{ip="{ipaddress.ip_address(ip)}"'
+        return await self._nodes_reporting("openelb_layer2_owned", ip)
+
+    async def vip_masters(self, ip: str) -> set[str]:
+        """The nodes whose running speaker reports `openelb_vip_master` for `ip` (what
+        its keepalived said last)."""
+        return await self._nodes_reporting("openelb_vip_master", ip)
+
+    async def _nodes_reporting(self, metric: str, ip: str) -> set[str]:
+        wanted = f'{metric}{{ip="{ipaddress.ip_address(ip)}"'
         found = set()
         for host in self.lab.nodes:
             speaker = self.speakers.get(host.name)

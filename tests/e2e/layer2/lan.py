@@ -101,13 +101,13 @@ async def wait_for_client(c: testenv_cluster.Cluster, ip: str, node: str,
                             c.speaker_logs, interval=0.2)
 
 
-async def announce_events(c: testenv_cluster.Cluster, namespace: str, ip: str
-                          ) -> dict[str, int]:
-    """Node -> how many times it posted "announcing <ip> from node <node>" (AnnounceIP
-    Events, their counts summed): one per ownership it took."""
+async def announce_events(c: testenv_cluster.Cluster, namespace: str, ip: str,
+                          how: str = "by ARP/NDP") -> dict[str, int]:
+    """Node -> how many times it posted "announcing <ip> from node <node> <how>"
+    (AnnounceIP Events, their counts summed): one per ownership it took."""
     listed = await k8s.CoreV1Api(c.api).list_namespaced_event(namespace)
     pattern = re.compile(rf"^announcing {re.escape(str(ipaddress.ip_address(ip)))} "
-                         r"from node (\S+) by ARP/NDP")
+                         rf"from node (\S+) {re.escape(how)}")
     counts: dict[str, int] = {}
     for event in listed.items:
         match = pattern.match(event.message or "") if event.reason == "AnnounceIP" else None
@@ -119,14 +119,14 @@ async def announce_events(c: testenv_cluster.Cluster, namespace: str, ip: str
 async def wait_for_announce_events(c: testenv_cluster.Cluster, namespace: str, ip: str,
                                    expected: dict[str, int], *,
                                    since: dict[str, int] | None = None,
-                                   timeout: float = 15.0) -> None:
+                                   timeout: float = 15.0, how: str = "by ARP/NDP") -> None:
     """Poll until the AnnounceIP counts grew by exactly `expected` over `since` (nodes
     not named: no growth). Events are posted just after the claim, so they may trail
     the metric by a moment."""
     base = since or {}
 
     async def probe() -> tuple[bool, object]:
-        counts = await announce_events(c, namespace, ip)
+        counts = await announce_events(c, namespace, ip, how)
         grown = {n: k - base.get(n, 0) for n, k in counts.items() if k != base.get(n, 0)}
         return grown == expected, grown
 

@@ -76,5 +76,6 @@ def test_an_ipv6_address_never_resolves_to_an_ipv4_pool() -> None:
     index = pools.PoolIndex([factories.pool("v4", "192.0.2.0/24"),
                              factories.pool("v6", "2001:db8::/120")])
     found = index.holding(ipaddress.IPv6Address("2001:db8::5"))
-    assert found is not None and found.name == "v6"
+    assert found is not None
+    assert found.name == "v6"
     assert index.holding(ipaddress.IPv6Address("2001:db8:1::5")) is None

@@ -1,6 +1,6 @@
-"""Layer-2 mode inside the speaker: liveness, ownership, and the ARP/NDP announcer.
+"""Layer-2 mode: liveness, ownership, and the ARP/NDP announcer (a speaker Mode).
 
-speaker/ (DESIGN §2, §4). Each plan round: tell the heartbeats which nodes to reach and
+speaker/modes (DESIGN §2, §3, §4). Each plan round: tell the heartbeats which nodes to reach and
 which layer-2 pools this node can serve (its interface resolves here), compute the
 owners from the live set, and hand this node's claims to the Layer2Announcer. While
 the membership is not settled (one heartbeat timeout from the first heartbeat sent to
@@ -18,29 +18,128 @@ the addresses this node kept are announced again: the peer may have taken them a
 moved the LAN meanwhile.
 """
 
+import asyncio
+import base64
 import logging
 from collections.abc import Mapping
+from typing import Any
 
 from openelb.announce import layer2 as l2
 from openelb.announce.liveness import udp
 from openelb.api import addresses, nodes
 from openelb.ipam import pools as ipam_pools
+from openelb.kube import errors as kube_errors
+from openelb.kube import events, resources
 from openelb.planner import eligibility, ownership, snapshot
+from openelb.speaker import seam
 
-__all__ = ["Layer2Mode"]
+__all__ = ["ADDRESS_CONFLICT", "CLOCK_SKEW", "Layer2Mode"]
 
 log = logging.getLogger(__name__)
 
+ADDRESS_CONFLICT: str = "AddressConflict"
+CLOCK_SKEW: str = "ClockSkew"
+
 
 class Layer2Mode:
-    def __init__(self, node: str, heartbeats: udp.Heartbeats | None,
-                 announcer: l2.Layer2Announcer) -> None:
-        self.node = node
-        self.heartbeats = heartbeats
-        self.announcer = announcer
+    name = "layer2"
+    how = "by ARP/NDP (layer-2 owner)"
+    retryable: tuple[type[Exception], ...] = (l2.Layer2Error,)
+
+    def __init__(self, ctx: seam.ModeContext) -> None:
+        self._ctx = ctx
+        self.node = ctx.settings.node
+        self.heartbeats: udp.Heartbeats | None = None
+        self.announcer = l2.Layer2Announcer(on_counter=ctx.stats.count_layer2,
+                                            on_conflict=self._address_conflict,
+                                            on_lost=ctx.wake)
         self.plan = ownership.Layer2Plan()
         self._interfaces: dict[str, str | None] = {}
         self._rejoins = 0  # heartbeats.rejoins as last acted on
+        self._secret_checked = -1e9
+        self._owned: set[tuple[str, str]] = set()
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "ok"
+
+    async def start(self) -> None:
+        await self._start_heartbeats()
+
+    async def _start_heartbeats(self) -> None:
+        """Heartbeats, once the shared Secret can be read (retried every 10 s)."""
+        s, stats = self._ctx.settings, self._ctx.stats
+        if self.heartbeats is not None or s.heartbeat.port <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        if now - self._secret_checked < 10.0:
+            return
+        self._secret_checked = now
+        try:
+            raw = await self._ctx.kube.get(resources.SECRETS, s.heartbeat_secret, s.namespace)
+            secret = base64.b64decode((raw.get("data") or {}).get("secret", ""))
+        except kube_errors.KubeError as exc:
+            log.warning("heartbeat secret unavailable: layer-2 failover falls back to node "
+                        "readiness (slow) until it exists", extra={
+                            "op": "liveness", "error": str(exc)})
+            return
+        if not secret:
+            log.warning("heartbeat secret is empty", extra={"op": "liveness"})
+            return
+        beats = udp.Heartbeats(s.node, secret, s.heartbeat, on_change=self._ctx.wake,
+                               on_refused=stats.count_refused, on_skew=stats.record_skew,
+                               on_skew_alarm=self._clock_skew)
+        stats.watch_heartbeats(beats)
+        await beats.start()
+        self.heartbeats = beats
+        log.info("heartbeats started", extra={"op": "liveness", "node": s.node,
+                                              "port": s.heartbeat.port})
+
+    def _clock_skew(self, peer: str, skew: float, off: bool) -> None:
+        """A peer's clock crossed the skew limit: an Event on this node's Node."""
+        raw = self._ctx.informers["nodes"].get(self.node)
+        if raw is None:
+            return
+        limit = self._ctx.settings.heartbeat.skew_warn
+        if off:
+            message = (f"clock of node {peer} is {skew:+.1f} s off this node's (limit "
+                       f"{limit:g} s); beyond 30 s its heartbeats are refused and it counts "
+                       "as down for layer 2: check NTP")
+        else:
+            message = f"clock of node {peer} is back in step ({skew:+.1f} s)"
+        self._ctx.recorder.emit(events.ObjectRef.of(raw, "Node", "v1"),
+                                "Warning" if off else "Normal", CLOCK_SKEW, message,
+                                node=self.node, peer=peer, skew_s=round(skew, 3))
+
+    def _address_conflict(self, ip: Any, other: str) -> None:
+        """MAC `other` claimed `ip` and this node announced it again: a Warning on each
+        Service this node answers it for (at most one per address per second, the
+        announcer's defence interval)."""
+        for key, ips in self.plan.announced.items():
+            raw = self._ctx.informers["services"].get(key) if ip in ips else None
+            if raw is None:
+                continue
+            self._ctx.recorder.emit(events.ObjectRef.of(raw, "Service", "v1"), "Warning",
+                                    ADDRESS_CONFLICT,
+                                    f"{other} claims {ip}, which node {self.node} answers "
+                                    "for; announced it again",
+                                    service=key, ip=str(ip), node=self.node, mac=other)
+
+    def _count_ownership(self, announced: Mapping[str, frozenset[Any]]) -> None:
+        stats = self._ctx.stats
+        now = {(str(ip), key) for key, ips in announced.items() for ip in ips}
+        for ip, key in now - self._owned:
+            stats.layer2_owned.labels(ip, key).set(1)
+            stats.layer2_ownership_changes.labels("acquired").inc()
+        for ip, key in self._owned - now:
+            stats.layer2_owned.remove(ip, key)
+            stats.layer2_ownership_changes.labels("released").inc()
+        self._owned = now
+
+    async def apply(self, snap: snapshot.Snapshot) -> seam.Round:
+        await self._start_heartbeats()
+        plan = await self._apply(snap)
+        self._count_ownership(plan.announced)
+        return seam.Round(plan.announced, plan.skipped, plan.claims)
 
     def _resolve(self, pool: ipam_pools.Pool) -> str | None:
         """The interface name this node uses for a layer-2 pool, or None."""
@@ -53,7 +152,7 @@ class Layer2Mode:
             self._interfaces[pool.name] = name
         return name
 
-    async def apply(self, snap: snapshot.Snapshot) -> ownership.Layer2Plan:
+    async def _apply(self, snap: snapshot.Snapshot) -> ownership.Layer2Plan:
         layer2_pools = {n: p for n, p in snap.pools.items() if p.protocol == "layer2"}
         resolved = {n: self._resolve(p) for n, p in layer2_pools.items()}
         mine = frozenset(n for n, iface in resolved.items() if iface)

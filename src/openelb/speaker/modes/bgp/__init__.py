@@ -1,0 +1,62 @@
+"""BGP mode: sessions to the routers, this node as next hop (a speaker Mode).
+
+speaker/modes (DESIGN §2, §3, §4 fate-sharing). Each round: planner/bgp turns the
+snapshot into sessions and routes, the BgpAnnouncer (ExaBGP) makes them so, and this
+node's part of BgpConf/BgpPeer status is written, with why a peer is not reached.
+"""
+
+import logging
+
+from openelb.announce.bgp import announcer
+from openelb.announce.bgp import errors as bgp_errors
+from openelb.planner import bgp as bgp_plan
+from openelb.planner import snapshot
+from openelb.speaker import seam
+from openelb.speaker.modes.bgp import reachability, status
+
+__all__ = ["BgpMode"]
+
+log = logging.getLogger(__name__)
+
+
+class BgpMode:
+    name = "bgp"
+    how = "over BGP"
+    retryable: tuple[type[Exception], ...] = (bgp_errors.BgpEngineError,)
+
+    def __init__(self, ctx: seam.ModeContext) -> None:
+        self._ctx = ctx
+        node = ctx.settings.node
+        self.announcer = announcer.BgpAnnouncer(ctx.settings.workdir / "bgp",
+                                                self._session_changed)
+        self.status = status.StatusWriter(ctx.kube, node, ctx.informers["bgpconfs"],
+                                          ctx.informers["bgppeers"])
+        self.reachability = reachability.PeerReachability(node, ctx.wake)
+        self.plan: bgp_plan.BgpPlan | None = None
+
+    def _session_changed(self, peer: str, state: str) -> None:
+        self._ctx.stats.session_up.labels(peer).set(1 if state == "up" else 0)
+        self._ctx.wake()  # status carries the session state
+
+    async def start(self) -> None:
+        return None
+
+    def ready(self) -> tuple[bool, str]:
+        return True, "ok"
+
+    async def apply(self, snap: snapshot.Snapshot) -> seam.Round:
+        plan = bgp_plan.plan_bgp(snap)
+        await self.announcer.set(plan)
+        self.plan = plan
+        prefixes = {r.address for routes in plan.routes.values() for r in routes}
+        self._ctx.stats.announced_prefixes.set(len(prefixes))
+        info = snap.nodes.get(snap.node)
+        self.reachability.update(plan.peers, self.announcer.sessions,
+                                 info.internal_ips if info is not None else ())
+        await self.status.write(plan, self.announcer.sessions, self.reachability.reasons)
+        return seam.Round(plan.announced, plan.skipped,
+                          (plan.peers, frozenset(plan.routes.items())))
+
+    async def aclose(self) -> None:
+        await self.reachability.aclose()
+        await self.announcer.aclose()

@@ -1,0 +1,180 @@
+"""VIP mode: keepalived (VRRP) holds each address on one node (a speaker Mode).
+
+speaker/modes (DESIGN §2, §3, §4). Each round: planner/vip gives the VRRP instances
+this node is a candidate for, their ids and this node's priorities; the Eip's
+interface is resolved here (a node where it is missing runs no instance for that pool
+and says so); announce/vip renders them for keepalived and runs it, only while there
+is at least one instance. What this node announces is what keepalived reports: the
+addresses whose instance is MASTER, so the AnnounceIP/WithdrawIP Events name the node
+that really holds an address.
+
+The cluster identity in every virtual_router_id is `--vrrp-cluster-id`, else the UID
+of the kube-system Namespace (the same on every node of a cluster, different between
+clusters).
+"""
+
+import logging
+from collections.abc import Mapping
+
+from openelb.announce import layer2 as l2
+from openelb.announce.vip import config, errors, keepalived
+from openelb.api import addresses
+from openelb.kube import errors as kube_errors
+from openelb.kube import events, resources
+from openelb.planner import eligibility, snapshot
+from openelb.planner import vip as vip_plan
+from openelb.speaker import seam
+
+__all__ = ["KEEPALIVED_FAILED", "VipMode"]
+
+log = logging.getLogger(__name__)
+
+KEEPALIVED_FAILED: str = "KeepalivedFailed"
+VIP_UNSERVED: str = "VipNotServed"
+CLUSTER_NAMESPACE = "kube-system"
+
+
+class VipMode:
+    name = vip_plan.PROTOCOL
+    how = "as VRRP master (keepalived)"
+    retryable: tuple[type[Exception], ...] = (l2.Layer2Error, errors.VipError)
+
+    def __init__(self, ctx: seam.ModeContext) -> None:
+        self._ctx = ctx
+        self.node = ctx.settings.node
+        self.keepalived = keepalived.Keepalived(ctx.settings.workdir / "vip",
+                                                binary=ctx.settings.keepalived,
+                                                on_state=self._state_changed,
+                                                on_exit=self._exited)
+        self._cluster = ctx.settings.vrrp_cluster_id
+        self.plan = vip_plan.VipPlan()
+        self._by_name: dict[str, vip_plan.VrrpInstance] = {}
+        self._interfaces: dict[str, str | None] = {}
+        self._warned: dict[str, str] = {}  # service key -> the Warning last posted
+        self._masters: set[str] = set()  # addresses the master gauge shows
+
+    async def start(self) -> None:
+        return None
+
+    def ready(self) -> tuple[bool, str]:
+        if self._by_name and not self.keepalived.running:
+            return False, "keepalived not running"
+        return True, "ok"
+
+    def _state_changed(self, name: str, state: str) -> None:
+        self._ctx.stats.vip_transitions.labels(state.lower()).inc()
+        self._ctx.wake()
+
+    def _exited(self, code: int | None) -> None:
+        """keepalived died under us: a metric and a Warning on this node's Node."""
+        self._ctx.stats.keepalived_restarts.inc()
+        raw = self._ctx.informers["nodes"].get(self.node)
+        if raw is not None:
+            self._ctx.recorder.emit(
+                events.ObjectRef.of(raw, "Node", "v1"), "Warning", KEEPALIVED_FAILED,
+                f"keepalived exited (code {code}) on node {self.node}; restarted with "
+                f"backoff (restart {self.keepalived.restarts}); its VIPs are held by the "
+                "backups meanwhile", node=self.node, code=code)
+
+    async def _cluster_id(self) -> str:
+        if not self._cluster:
+            raw = await self._ctx.kube.get(resources.NAMESPACES, CLUSTER_NAMESPACE)
+            self._cluster = str((raw.get("metadata") or {}).get("uid", ""))
+            log.info("vrrp cluster identity", extra={"op": "vip", "cluster": self._cluster,
+                                                     "source": f"namespace/{CLUSTER_NAMESPACE}"})
+        return self._cluster
+
+    def _resolve(self, spec: str, pool: str, probe: addresses.IPAddress) -> str | None:
+        name = l2.resolve_interface(spec, probe) if spec else None
+        if self._interfaces.get(pool, "?") != name:
+            log.info("vip interface", extra={"op": "vip", "eip": pool, "interface": name or "",
+                                             "node": self.node,
+                                             "reason": "" if name else "noInterface"})
+            self._interfaces[pool] = name
+        return name
+
+    async def apply(self, snap: snapshot.Snapshot) -> seam.Round:
+        wanted = any(p.protocol == vip_plan.PROTOCOL for p in snap.pools.values())
+        if not wanted:
+            await self.keepalived.set(None)
+            self.plan, self._by_name = vip_plan.VipPlan(), {}
+            return seam.Round()
+        try:
+            cluster = await self._cluster_id()
+        except kube_errors.KubeError as exc:
+            raise errors.VipError(f"no cluster identity for VRRP ids: {exc}") from exc
+        plan = vip_plan.plan_vip(snap, cluster)
+        skipped = dict(plan.skipped)
+        instances: dict[str, config.Instance] = {}
+        by_name: dict[str, vip_plan.VrrpInstance] = {}
+        for inst in sorted(plan.instances):
+            iface = self._resolve(inst.interface, inst.pool, inst.ip)
+            if iface is None:
+                continue
+            instances[inst.name] = config.Instance(inst.name, inst.vrid, iface, inst.priority,
+                                                   inst.source, inst.peers, inst.ip)
+            by_name[inst.name] = inst
+        services: dict[addresses.IPAddress, list[str]] = {}  # shared IPs: several
+        for key, ips in plan.candidate.items():
+            for ip in ips:
+                services.setdefault(ip, []).append(key)
+        for inst in plan.instances:
+            if inst.name not in by_name:
+                for key in services[inst.ip]:
+                    skipped.setdefault(key, eligibility.Skip.NO_INTERFACE)
+        text = (config.render(f"openelb-{self.node}", instances.values(),
+                              str(self.keepalived.fifo_path), self._ctx.settings.vrrp)
+                if instances else None)
+        try:
+            await self.keepalived.set(text)
+        except errors.KeepalivedMissing as exc:
+            for key in plan.candidate:
+                skipped[key] = eligibility.Skip.NO_KEEPALIVED
+            self._warn(plan.candidate, str(exc))
+            by_name = {}
+        except errors.ConfigRejected as exc:
+            log.error("keepalived configuration refused; the running one stays",
+                      extra={"op": "vip", "error": str(exc)})
+            raise
+        else:
+            self._warn({}, "")
+        self.plan, self._by_name = plan, by_name
+        announced: dict[str, set[addresses.IPAddress]] = {}
+        for name, state in self.keepalived.states.items():
+            held = by_name.get(name)
+            if held is not None and state == "MASTER":
+                for key in services[held.ip]:
+                    announced.setdefault(key, set()).add(held.ip)
+        for key in plan.candidate:
+            if key not in announced:
+                skipped.setdefault(key, eligibility.Skip.NOT_OWNER)
+        self._count_masters({ip for ips in announced.values() for ip in ips})
+        result = {k: frozenset(v) for k, v in announced.items()}
+        return seam.Round(result, {k: v for k, v in skipped.items() if k not in result},
+                          (text, frozenset(result.items())))
+
+    def _warn(self, keys: Mapping[str, object], message: str) -> None:
+        """One Warning per Service while this node cannot serve its VIP at all."""
+        for key in keys:
+            if self._warned.get(key) == message:
+                continue
+            self._warned[key] = message
+            raw = self._ctx.informers["services"].get(key)
+            if raw is not None:
+                self._ctx.recorder.emit(events.ObjectRef.of(raw, "Service", "v1"), "Warning",
+                                        VIP_UNSERVED, f"node {self.node} cannot hold VIPs: "
+                                        f"{message}", service=key, node=self.node)
+        for key in set(self._warned) - set(keys):
+            del self._warned[key]
+
+    def _count_masters(self, masters: set[addresses.IPAddress]) -> None:
+        now = {str(ip) for ip in masters}
+        gauge = self._ctx.stats.vip_master
+        for ip in now - self._masters:
+            gauge.labels(ip).set(1)
+        for ip in self._masters - now:
+            gauge.remove(ip)
+        self._masters = now
+
+    async def aclose(self) -> None:
+        await self.keepalived.aclose()
