@@ -76,7 +76,8 @@ def render(router_id: str, instances: Iterable[Instance], fifo: str,
         "    vrrp_garp_master_delay 1",
         "    vrrp_garp_master_repeat 2",
         "    vrrp_garp_master_refresh 0",
-        "    enable_script_security",
+        # No real-time scheduling games (and no NOTICE about them at every start).
+        "    max_auto_priority -1",
         "}",
     ]
     for inst in sorted(instances):

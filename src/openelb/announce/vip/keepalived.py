@@ -26,10 +26,11 @@ import os
 import shutil
 import signal
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from openelb.announce.vip import errors
+from openelb.announce.vip import errors, leftovers
+from openelb.api import addresses
 
 __all__ = ["Keepalived"]
 
@@ -61,6 +62,7 @@ class Keepalived:
         self._on_state = on_state
         self._on_exit = on_exit
         self._text: str | None = None
+        self._held: tuple[tuple[addresses.IPAddress, str], ...] = ()  # (VIP, interface)
         self._process: asyncio.subprocess.Process | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -94,11 +96,15 @@ class Keepalived:
         if proc.returncode != 0:
             raise errors.ConfigRejected(output.decode(errors="replace"))
 
-    async def set(self, text: str | None) -> None:
-        """Run keepalived with configuration `text`; None stops it."""
+    async def set(self, text: str | None,
+                  held: Iterable[tuple[addresses.IPAddress, str]] = ()) -> None:
+        """Run keepalived with configuration `text`; None stops it. `held` are the
+        (VIP, interface) pairs the configuration may put on this node: removed by us if
+        keepalived dies without removing them itself."""
         if text is None:
             await self.stop()
             return
+        self._held = tuple(sorted(set(held)))
         if text == self._text and self._wanted:
             return
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -113,6 +119,12 @@ class Keepalived:
         elif self.running and self._process is not None:
             self._process.send_signal(signal.SIGHUP)
             log.info("keepalived reloaded", extra={"op": "vip", "pid": self._process.pid})
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop the states of instances no longer configured (a reload reports a
+        removed instance as FAULT, and then nothing more about it)."""
+        for name in self.states.keys() - frozenset(names):
+            del self.states[name]
 
     def _open_fifo(self) -> None:
         if self._fifo_fd is not None:
@@ -160,12 +172,9 @@ class Keepalived:
         loop = asyncio.get_running_loop()
         while self._wanted:
             self._process = await asyncio.create_subprocess_exec(
-                self._path(), "--dont-fork", "--log-console", "--vrrp",
-                "-f", str(self.config_path),
-                "-p", str(self.workdir / "keepalived.pid"),
-                "-r", str(self.workdir / "vrrp.pid"),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                *self.argv(), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, "TMPDIR": str(self.workdir)}, start_new_session=True,
                 preexec_fn=_die_with_parent)
             started = loop.time()
             log.info("keepalived started", extra={"op": "vip", "pid": self._process.pid})
@@ -175,15 +184,36 @@ class Keepalived:
             if not self._wanted:
                 return
             self.restarts += 1
-            for name in list(self.states):  # its addresses went with it
+            for name in list(self.states):  # its masterships went with it
                 self._note(f'INSTANCE "{name}" STOP 0')
             log.error("keepalived exited, restarting", extra={
                 "op": "vip", "error": f"exit code {code}", "after": backoff})
             self._on_exit(code)
+            await self._remove_leftovers()
             if loop.time() - started > 60:
                 backoff = 1.0
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+    def argv(self) -> list[str]:
+        """keepalived in the foreground, VRRP only (no checker: IPVS is never touched),
+        logging to our pipe (-G: not to syslog, which falls back to /dev/console
+        without /dev/log), no BFD process (-B: else it checks /run/bfd.pid, shared by
+        every keepalived on the host), pid files in our workdir."""
+        return [self._path(), "--dont-fork", "--log-console", "--vrrp", "-G", "-B",
+                "-f", str(self.config_path),
+                "-p", str(self.workdir / "keepalived.pid"),
+                "-r", str(self.workdir / "vrrp.pid")]
+
+    async def _remove_leftovers(self) -> None:
+        """A keepalived killed outright leaves its VIPs configured (only a clean stop
+        removes them): remove them so this node does not answer next to the backup."""
+        if not self._held:
+            return
+        try:
+            await leftovers.remove(self._held)
+        except OSError as exc:
+            log.error("leftover vips not removed", extra={"op": "vip", "error": str(exc)})
 
     async def _relay(self, output: asyncio.StreamReader) -> None:
         """keepalived's own lines go to our log at debug level (it logs to console)."""
@@ -206,6 +236,7 @@ class Keepalived:
             except TimeoutError:
                 process.kill()
                 await process.wait()
+                await self._remove_leftovers()
             log.info("keepalived stopped", extra={"op": "vip", "pid": process.pid})
         if supervisor is not None:
             supervisor.cancel()

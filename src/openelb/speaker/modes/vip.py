@@ -25,7 +25,7 @@ from openelb.planner import eligibility, snapshot
 from openelb.planner import vip as vip_plan
 from openelb.speaker import seam
 
-__all__ = ["KEEPALIVED_FAILED", "VipMode"]
+__all__ = ["KEEPALIVED_FAILED", "VIP_UNSERVED", "VipMode"]
 
 log = logging.getLogger(__name__)
 
@@ -118,26 +118,31 @@ class VipMode:
         for key, ips in plan.candidate.items():
             for ip in ips:
                 services.setdefault(ip, []).append(key)
+        warnings: dict[str, str] = {}
         for inst in plan.instances:
             if inst.name not in by_name:
                 for key in services[inst.ip]:
                     skipped.setdefault(key, eligibility.Skip.NO_INTERFACE)
+                    warnings[key] = (f"interface {inst.interface!r} (eip/{inst.pool} "
+                                     "spec.interface) not found on this node; the other "
+                                     "candidates hold the VIP")
         text = (config.render(f"openelb-{self.node}", instances.values(),
                               str(self.keepalived.fifo_path), self._ctx.settings.vrrp)
                 if instances else None)
         try:
-            await self.keepalived.set(text)
+            await self.keepalived.set(text, ((i.address, i.interface)
+                                             for i in instances.values()))
+            self.keepalived.forget(set(instances))
         except errors.KeepalivedMissing as exc:
             for key in plan.candidate:
                 skipped[key] = eligibility.Skip.NO_KEEPALIVED
-            self._warn(plan.candidate, str(exc))
+                warnings[key] = f"{exc}; the other candidates hold the VIP"
             by_name = {}
         except errors.ConfigRejected as exc:
             log.error("keepalived configuration refused; the running one stays",
                       extra={"op": "vip", "error": str(exc)})
             raise
-        else:
-            self._warn({}, "")
+        self._warn(warnings)
         self.plan, self._by_name = plan, by_name
         announced: dict[str, set[addresses.IPAddress]] = {}
         for name, state in self.keepalived.states.items():
@@ -153,18 +158,19 @@ class VipMode:
         return seam.Round(result, {k: v for k, v in skipped.items() if k not in result},
                           (text, frozenset(result.items())))
 
-    def _warn(self, keys: Mapping[str, object], message: str) -> None:
-        """One Warning per Service while this node cannot serve its VIP at all."""
-        for key in keys:
+    def _warn(self, warnings: Mapping[str, str]) -> None:
+        """A Warning on a Service when this node, a candidate for its VIP, cannot run
+        its instance, and again only when the reason changes."""
+        for key, message in warnings.items():
             if self._warned.get(key) == message:
                 continue
             self._warned[key] = message
             raw = self._ctx.informers["services"].get(key)
             if raw is not None:
                 self._ctx.recorder.emit(events.ObjectRef.of(raw, "Service", "v1"), "Warning",
-                                        VIP_UNSERVED, f"node {self.node} cannot hold VIPs: "
+                                        VIP_UNSERVED, f"node {self.node} cannot hold the VIP: "
                                         f"{message}", service=key, node=self.node)
-        for key in set(self._warned) - set(keys):
+        for key in set(self._warned) - set(warnings):
             del self._warned[key]
 
     def _count_masters(self, masters: set[addresses.IPAddress]) -> None:
