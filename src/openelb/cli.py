@@ -56,12 +56,15 @@ def _validate(args: argparse.Namespace) -> int:
             return 1
     findings = manifests.check_documents(docs, lb_class=args.lb_class)
     for finding in findings:
-        if finding.ok:
-            print(f"ok       {finding.ref}")
-        else:
+        if not finding.ok:
             print(f"invalid  {finding.ref} {finding.error}")
+        elif finding.warning:
+            print(f"warning  {finding.ref} {finding.warning}")
+        else:
+            print(f"ok       {finding.ref}")
     bad = sum(not f.ok for f in findings)
-    print(f"{len(findings)} objects checked, {bad} invalid")
+    warned = sum(f.ok and bool(f.warning) for f in findings)
+    print(f"{len(findings)} objects checked, {bad} invalid, {warned} with warnings")
     return 1 if bad else 0
 
 

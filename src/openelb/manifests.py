@@ -1,5 +1,7 @@
 """Checks a set of manifests the way the cluster would: each object on its own, then the
-pools together. Used by `openelb validate` (and later by the webhook).
+pools together, then whether anything among them can announce each pool (the
+controller's NotAnnounced check, planner/coverage). Used by `openelb validate` (and
+later by the webhook).
 
 Pure (DESIGN §3 level of api/ipam): takes parsed YAML documents, returns findings.
 """
@@ -12,6 +14,7 @@ from typing import Any
 
 from openelb.api import bgp, eip, errors, service
 from openelb.ipam import pools
+from openelb.planner import coverage
 
 __all__ = ["Finding", "check_documents"]
 
@@ -22,6 +25,8 @@ class Finding:
 
     ref: str
     error: str = ""
+    # Valid, but something the user will notice: e.g. a pool nothing can announce.
+    warning: str = ""
 
     @property
     def ok(self) -> bool:
@@ -39,6 +44,8 @@ def check_documents(docs: Iterable[Any], *, lb_class: str | None = None) -> list
     """Validate Eip, BgpConf, BgpPeer and Service documents; other kinds are skipped."""
     findings: list[Finding] = []
     parsed_pools: dict[str, tuple[str, pools.Pool]] = {}
+    confs: list[bgp.BgpConf] = []
+    peers: list[bgp.BgpPeer] = []
     for doc in docs:
         if not isinstance(doc, dict):
             continue
@@ -49,9 +56,9 @@ def check_documents(docs: Iterable[Any], *, lb_class: str | None = None) -> list
                 parsed_pools[pool.name] = (ref, pool)
                 continue  # judged with the other pools below
             if kind == "BgpConf":
-                bgp.BgpConf.parse(doc)
+                confs.append(bgp.BgpConf.parse(doc))
             elif kind == "BgpPeer":
-                bgp.BgpPeer.parse(doc)
+                peers.append(bgp.BgpPeer.parse(doc))
             elif kind == "Service":
                 service.LbService.parse(doc, lb_class=lb_class)
             else:
@@ -61,7 +68,9 @@ def check_documents(docs: Iterable[Any], *, lb_class: str | None = None) -> list
             continue
         findings.append(Finding(ref))
     problems = pools.find_problems(pool for _, pool in parsed_pools.values())
-    for name, (ref, _) in parsed_pools.items():
+    for name, (ref, pool) in parsed_pools.items():
         problem = problems.get(name)
-        findings.append(Finding(ref, problem.message if problem else ""))
+        gap = coverage.unannounced(pool, confs, peers)
+        findings.append(Finding(ref, problem.message if problem else "",
+                                f"{gap.message} (among these manifests)" if gap else ""))
     return findings

@@ -25,7 +25,7 @@ def test_validate_accepts_the_quickstart_examples(capsys: pytest.CaptureFixture[
     code, output = run(capsys, "validate", str(ROOT / "examples" / "quickstart"))
     assert code == 0, output
     assert "eip/bgp-pool" in output
-    assert "7 objects checked, 0 invalid" in output
+    assert "7 objects checked, 0 invalid, 0 with warnings" in output
 
 
 @pytest.mark.parametrize(
@@ -54,6 +54,29 @@ def test_validate_reports_each_bad_object_and_fails(capsys: pytest.CaptureFixtur
     assert "invalid  eip/b spec.address: 192.0.2.128/25 overlaps eip/a" in output
     assert "invalid  eip/c spec.address: range start 198.51.100.9 is after end" in output
     assert "3 objects checked, 2 invalid" in output
+
+
+def test_validate_warns_about_a_bgp_pool_nothing_can_announce(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A BGP pool with no BgpConf `default` among the manifests is valid, but nothing
+    would announce its addresses: validate says so (the controller's NotAnnounced)."""
+    eip = ("apiVersion: network.kubesphere.io/v1alpha2\nkind: Eip\nmetadata: {name: routed}\n"
+           "spec: {address: 203.0.113.0/28}\n")
+    (tmp_path / "pool.yaml").write_text(eip)
+    code, output = run(capsys, "validate", str(tmp_path))
+    assert code == 0
+    assert ("warning  eip/routed eip/routed is a BGP pool but there is no BgpConf named "
+            "default") in output
+    assert "1 objects checked, 0 invalid, 1 with warnings" in output
+
+    (tmp_path / "pool.yaml").write_text(
+        eip + "---\napiVersion: network.kubesphere.io/v1alpha2\nkind: BgpConf\n"
+        "metadata: {name: default}\nspec: {as: 64512}\n---\n"
+        "apiVersion: network.kubesphere.io/v1alpha2\nkind: BgpPeer\nmetadata: {name: tor}\n"
+        "spec: {conf: {peerAs: 64513, neighborAddress: 192.0.2.1}}\n")
+    code, output = run(capsys, "validate", str(tmp_path))
+    assert code == 0
+    assert "3 objects checked, 0 invalid, 0 with warnings" in output
 
 
 def test_validate_names_a_missing_path_and_broken_yaml(capsys: pytest.CaptureFixture[str],

@@ -27,12 +27,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from openelb import health
-from openelb.api import errors, service
+from openelb.api import annotations as api_annotations
+from openelb.api import bgp, errors, service
 from openelb.controller import eips, metrics, outcome, queue, services
 from openelb.ipam import allocator
 from openelb.ipam import errors as ipam_errors
 from openelb.kube import client, events, informer, leases, resources
 from openelb.kube import errors as kube_errors
+from openelb.planner import coverage
 
 __all__ = ["ControllerSettings", "run"]
 
@@ -67,12 +69,17 @@ class Controller:
         self.eips = informer.Informer(kube, resources.EIPS, self._eip_changed)
         self.namespaces = informer.Informer(kube, resources.NAMESPACES,
                                             self._namespace_changed)
+        # BGP objects only tell whether a BGP pool can be announced at all (coverage).
+        self.bgpconfs = informer.Informer(kube, resources.BGPCONFS, self._bgp_changed)
+        self.bgppeers = informer.Informer(kube, resources.BGPPEERS, self._bgp_changed)
+        self.gaps: dict[str, coverage.Gap] = {}  # pool -> why nothing can announce it
         self.alloc = allocator.Allocator()
         self.recorder = events.Recorder(kube, "openelb-controller", settings.identity)
         self.eip_sync = eips.EipSync(kube, self.eips, self.alloc, self.recorder, self.stats)
         self.reconciler = services.ServiceReconciler(
             kube, self.services, self.namespaces, self.alloc, self.recorder, self.stats,
-            lb_class=settings.lb_class, pools_touched=self._pools_touched)
+            lb_class=settings.lb_class, pools_touched=self._pools_touched,
+            gap_of=self.gaps.get)
         self.elector = leases.LeaderElector(kube, leases.LeaseSettings(
             settings.namespace, settings.lease_name, settings.identity,
             settings.lease_duration, settings.renew_deadline, settings.retry_period))
@@ -93,6 +100,32 @@ class Controller:
         if self._eip_signatures.get(key) != signature:
             self._eip_signatures[key] = signature
             self._pools_changed.set()
+
+    def _bgp_changed(self, key: str) -> None:
+        self._pools_changed.set()  # rare: re-check which pools can be announced
+
+    def _check_coverage(self) -> None:
+        """Recompute which pools nothing can announce; requeue the Services of the
+        pools whose answer changed (their condition and Warning follow)."""
+        confs, peers = [], []
+        for raw in self.bgpconfs.items():
+            with contextlib.suppress(errors.InvalidObject):
+                confs.append(bgp.BgpConf.parse(raw))
+        for raw in self.bgppeers.items():
+            with contextlib.suppress(errors.InvalidObject):
+                peers.append(bgp.BgpPeer.parse(raw))
+        gaps = {name: gap for name, pool in self.alloc.pool_map.items()
+                if (gap := coverage.unannounced(pool, confs, peers)) is not None}
+        changed = {name for name in gaps.keys() | self.gaps.keys()
+                   if gaps.get(name) != self.gaps.get(name)}
+        self.gaps.clear()
+        self.gaps.update(gaps)
+        if not changed or not self._leading:
+            return
+        for key in self.services.keys():  # noqa: SIM118 (an Informer, not a dict)
+            labels = ((self.services.get(key) or {}).get("metadata") or {}).get("labels") or {}
+            if labels.get(api_annotations.EIP_LABEL) in changed:
+                self.queue.add(key)
 
     def _namespace_changed(self, key: str) -> None:
         if self._leading:
@@ -122,8 +155,11 @@ class Controller:
         meta = (self.services.get(key) or {}).get("metadata") or {}
         return (str(meta.get("creationTimestamp") or "~"), key)
 
+    def informers(self) -> tuple[informer.Informer, ...]:
+        return (self.services, self.eips, self.namespaces, self.bgpconfs, self.bgppeers)
+
     def ready(self) -> tuple[bool, str]:
-        synced = all(i.synced.is_set() for i in (self.services, self.eips, self.namespaces))
+        synced = all(i.synced.is_set() for i in self.informers())
         if not synced:
             return False, "caches not synced"
         if self._leading and self.ready_since is None:
@@ -160,8 +196,7 @@ class Controller:
     async def lead(self) -> None:
         """Runs once this replica holds the Lease; returns only when cancelled."""
         became = time.monotonic()
-        await asyncio.gather(*(i.synced.wait() for i in
-                               (self.services, self.eips, self.namespaces)))
+        await asyncio.gather(*(i.synced.wait() for i in self.informers()))
         await self._ensure_heartbeat_secret()
         started = time.perf_counter()
         if self.services.listed_at >= became:
@@ -169,6 +204,7 @@ class Controller:
         else:
             replay = await self._holding_now()
         self.eip_sync.sync_pools()
+        self._check_coverage()
         report = self.alloc.rebuild(replay)
         for key, refusal in report.refused.items():
             if isinstance(refusal, (ipam_errors.AddressTaken, ipam_errors.SharingRefused)):
@@ -253,6 +289,7 @@ class Controller:
             if self._pools_changed.is_set():
                 self._pools_changed.clear()
                 gone = self.eip_sync.sync_pools()
+                self._check_coverage()
                 self._requeue_waiting()
                 if gone:  # Services in a vanished pool need a new address
                     for key in self.services.keys():  # noqa: SIM118 (an Informer, not a dict)
@@ -289,7 +326,7 @@ async def run(kube: client.Kube, settings: ControllerSettings,
                                  settings.health_port)
     await server.start()
     tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind.plural}")
-             for i in (ctl.services, ctl.eips, ctl.namespaces)]
+             for i in ctl.informers()]
     elector = asyncio.create_task(ctl.elector.run(), name="lease")
     leading: asyncio.Task[None] | None = None
     stopper = asyncio.create_task(stop.wait())

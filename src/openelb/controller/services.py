@@ -29,11 +29,14 @@ from openelb.ipam import allocator
 from openelb.ipam import errors as ipam_errors
 from openelb.kube import client, events, informer, resources
 from openelb.kube import errors as kube_errors
+from openelb.planner import coverage
 
 __all__ = ["ServiceReconciler"]
 
 log = logging.getLogger(__name__)
 
+ANNOUNCEABLE: Final = "openelb.kubesphere.io/Announceable"  # Service status condition
+NOT_ANNOUNCED: Final = "NotAnnounced"  # its Warning Event
 ASSIGN_IP: Final = "AssignIP"
 ASSIGN_IP_FAILED: Final = "AssignIPFailed"
 RELEASE_IP: Final = "ReleaseIP"
@@ -57,6 +60,7 @@ class ServiceReconciler:
         *,
         lb_class: str | None,
         pools_touched: Callable[[set[str], frozenset[allocator.IP]], None],
+        gap_of: Callable[[str], coverage.Gap | None] = lambda pool: None,
     ) -> None:
         self._kube = kube
         self._services = services
@@ -66,6 +70,9 @@ class ServiceReconciler:
         self._stats = stats
         self._lb_class = lb_class
         self._pools_touched = pools_touched
+        self._gap_of = gap_of
+        # key -> the NotAnnounced Warning last posted for it.
+        self._unannounced: dict[str, str] = {}
         # Keys refused an address -> the (pools, addresses) whose freeing could help;
         # retried when one of those frees, and whenever pools or namespaces change.
         self.pending: dict[str, tuple[frozenset[str], frozenset[allocator.IP]]] = {}
@@ -109,6 +116,7 @@ class ServiceReconciler:
             self._warned.pop(key, None)
             self.conflicts.pop(key, None)
             self._outdated.pop(key, None)
+            self._unannounced.pop(key, None)
             return outcome.Done()
         outdated = self._outdated.get(key)
         if outdated is not None:
@@ -153,8 +161,44 @@ class ServiceReconciler:
             freed = frozenset(before.ips) - frozenset(got.ips)
         if before != got:
             self._pools_touched(touched, freed)
-        await self._write(raw, svc, got, announce=resolved)
+        version = await self._write(raw, svc, got, announce=resolved)
+        await self._report_coverage(raw, svc, got, version)
         return outcome.Done()
+
+    async def _report_coverage(self, raw: Mapping[str, Any], svc: service.LbService,
+                               got: allocator.Assignment, version: str) -> None:
+        """DESIGN "never silent": an address from a pool nothing can announce gets a
+        Warning and the condition Announceable=False; the condition turns True again
+        once the pool can be announced. Services that never had the problem are not
+        written to (10k Services, no 10k writes)."""
+        gap = next((g for p in dict.fromkeys(got.pools) if p
+                    and (g := self._gap_of(p)) is not None), None)
+        current = next((c for c in (raw.get("status") or {}).get("conditions") or ()
+                        if c.get("type") == ANNOUNCEABLE), None)
+        if gap is None and current is None:
+            return
+        status, reason = ("False", gap.reason) if gap else ("True", "Announceable")
+        message = (f"{gap.message}; nothing answers {', '.join(map(str, got.ips))}"
+                   if gap else "a mode can announce every address of this Service")
+        if gap is not None and self._unannounced.get(svc.key) != message:
+            self._unannounced[svc.key] = message
+            await self._recorder.record(_ref(raw), "Warning", NOT_ANNOUNCED, message,
+                                        service=svc.key, reason=gap.reason)
+        elif gap is None:
+            self._unannounced.pop(svc.key, None)
+        if current is not None and (current.get("status"), current.get("reason"),
+                                    current.get("message")) == (status, reason, message):
+            return
+        since = (current or {}).get("lastTransitionTime")
+        if current is None or current.get("status") != status or not since:
+            since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        condition = {"type": ANNOUNCEABLE, "status": status, "reason": reason,
+                     "message": message, "lastTransitionTime": since}
+        # Strategic merge by condition type: other controllers' conditions stay.
+        await self._kube.patch(resources.SERVICES, svc.name, {
+            "metadata": {"resourceVersion": version},
+            "status": {"conditions": [condition]}}, namespace=svc.namespace,
+            subresource="status", content_type=client.STRATEGIC_MERGE_PATCH)
 
     @staticmethod
     def _asks_elsewhere(svc: service.LbService) -> bool:
@@ -162,7 +206,8 @@ class ServiceReconciler:
         return bool(svc.requested_ips) and set(svc.requested_ips) != set(svc.assigned_ips)
 
     async def _write(self, raw: Mapping[str, Any], svc: service.LbService,
-                     got: allocator.Assignment, *, announce: bool = False) -> None:
+                     got: allocator.Assignment, *, announce: bool = False) -> str:
+        """Status, label and finalizer as `got` says; the resourceVersion written last."""
         meta = raw.get("metadata") or {}
         version = str(meta.get("resourceVersion") or "")
         wanted_ips = [str(ip) for ip in got.ips]
@@ -181,7 +226,7 @@ class ServiceReconciler:
         if annotations.FINALIZER not in finalizers:
             meta_patch["finalizers"] = [*finalizers, annotations.FINALIZER]
         if meta_patch:
-            await self._patch(svc, version, {"metadata": meta_patch})
+            version = await self._patch(svc, version, {"metadata": meta_patch})
         if announce:
             pools = ", ".join(f"eip/{p}" for p in dict.fromkeys(got.pools) if p)
             await self._recorder.record(
@@ -189,6 +234,7 @@ class ServiceReconciler:
                 f"assigned {', '.join(wanted_ips)} from {pools}",
                 service=svc.key, ip=",".join(wanted_ips), eip=pool_label)
         self._stats.services_assigned.set(len(self._alloc))
+        return version
 
     async def _patch(self, svc: service.LbService, version: str, patch: dict[str, Any], *,
                      subresource: str | None = None) -> str:
@@ -227,7 +273,7 @@ class ServiceReconciler:
         if annotations.EIP_LABEL in labels:
             meta_patch["labels"] = {annotations.EIP_LABEL: None}
         if meta_patch:
-            await self._patch(svc, version, {"metadata": meta_patch})
+            version = await self._patch(svc, version, {"metadata": meta_patch})
         if held is not None:
             self._release(svc.key)
             why = ("being deleted" if svc.deleting else

@@ -20,11 +20,14 @@ from urllib.parse import urlencode
 
 from openelb.kube import config, errors, http, resources
 
-__all__ = ["Kube", "ListResult", "RawObject", "WatchEvent"]
+__all__ = ["MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "Kube", "ListResult", "RawObject",
+           "WatchEvent"]
 
 RawObject = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
+# Built-in kinds only: merges lists by their key (a condition by its type).
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
 
