@@ -392,3 +392,37 @@ async def test_a_node_without_keepalived_or_the_interface_says_so_and_others_ser
         await asyncio.sleep(1.0)
         assert await c.vip_masters(vip) == {heir}
         await lan.wait_for_client(c, vip, heir, timeout=5.0)
+
+
+async def test_a_crash_looping_keepalived_never_takes_the_vip_back(
+        cluster: ClusterFactory) -> None:
+    """The master's keepalived is killed outright again and again, each time soon after
+    it restarts (within the preempt delay): the backup that took over keeps the
+    address the whole time, and the crashing node announces nothing on the wire."""
+    ns = _namespace()
+    async with cluster(router=None) as c:
+        vip = await _web(c, ns)
+        master = lan.expected_owner(vip, NODES)
+        heir = lan.expected_owner(vip, lan.others(NODES, master))
+        await wait_for_master(c, vip, master)
+        capture = await c.lab.lan_client.start_capture("arp")
+        for pid in _keepalived_pids(c, master):
+            os.kill(pid, signal.SIGKILL)
+        await wait_for_master(c, vip, heir)
+        loop_from = time.time()
+        for _ in range(3):
+            async def restarted() -> tuple[bool, object]:
+                pids = _keepalived_pids(c, master)
+                return len(pids) == 2, pids
+
+            await netlab.poll_until("keepalived restarted", restarted, 45.0, c.speaker_logs)
+            await asyncio.sleep(1.5)  # up, hearing the heir, inside its preempt delay
+            assert await c.vip_masters(vip) == {heir}
+            for pid in _keepalived_pids(c, master):
+                os.kill(pid, signal.SIGKILL)
+        lines = await lan.finish(capture)
+        from_master = [f for f in lan.announcements(lines, vip)
+                       if f.at >= loop_from and f.source == c.lab.node(master).mac]
+        assert from_master == []
+        assert await c.vip_masters(vip) == {heir}
+        assert await c.speaker_metric(master, "openelb_keepalived_restarts_total") >= 3

@@ -118,7 +118,10 @@ class VipMode:
         for key, ips in plan.candidate.items():
             for ip in ips:
                 services.setdefault(ip, []).append(key)
-        warnings: dict[str, str] = {}
+        warnings: dict[str, str] = {
+            key: (f"all {len(vip_plan.VRIDS)} VRRP ids of its family are taken by this "
+                  "cluster's other VIPs (one id per address); use layer 2 or BGP for more")
+            for key, why in plan.skipped.items() if why is eligibility.Skip.NO_VRID}
         for inst in plan.instances:
             if inst.name not in by_name:
                 for key in services[inst.ip]:
