@@ -106,7 +106,10 @@ class Controller:
 
     def _check_coverage(self) -> None:
         """Recompute which pools nothing can announce; requeue the Services of the
-        pools whose answer changed (their condition and Warning follow)."""
+        pools whose answer changed (their condition and Warning follow). Until both
+        BGP caches have synced nothing is known, so no gap is reported."""
+        if not (self.bgpconfs.synced.is_set() and self.bgppeers.synced.is_set()):
+            return
         confs, peers = [], []
         for raw in self.bgpconfs.items():
             with contextlib.suppress(errors.InvalidObject):
@@ -156,10 +159,21 @@ class Controller:
         return (str(meta.get("creationTimestamp") or "~"), key)
 
     def informers(self) -> tuple[informer.Informer, ...]:
+        """Every cache; IPAM waits only for the first three (`_needed`)."""
         return (self.services, self.eips, self.namespaces, self.bgpconfs, self.bgppeers)
 
+    def _needed(self) -> tuple[informer.Informer, ...]:
+        """The caches assignment cannot start without. The BGP ones only feed the
+        coverage check: a controller that may not read them (RBAC from an older
+        release) still assigns, and reports no BGP gap until they sync."""
+        return (self.services, self.eips, self.namespaces)
+
+    async def _recheck_when_bgp_synced(self) -> None:
+        await asyncio.gather(self.bgpconfs.synced.wait(), self.bgppeers.synced.wait())
+        self._pools_changed.set()
+
     def ready(self) -> tuple[bool, str]:
-        synced = all(i.synced.is_set() for i in self.informers())
+        synced = all(i.synced.is_set() for i in self._needed())
         if not synced:
             return False, "caches not synced"
         if self._leading and self.ready_since is None:
@@ -196,7 +210,7 @@ class Controller:
     async def lead(self) -> None:
         """Runs once this replica holds the Lease; returns only when cancelled."""
         became = time.monotonic()
-        await asyncio.gather(*(i.synced.wait() for i in self.informers()))
+        await asyncio.gather(*(i.synced.wait() for i in self._needed()))
         await self._ensure_heartbeat_secret()
         started = time.perf_counter()
         if self.services.listed_at >= became:
@@ -225,6 +239,7 @@ class Controller:
             for _ in range(self.settings.workers):
                 group.create_task(self._worker())
             group.create_task(self._pool_loop())
+            group.create_task(self._recheck_when_bgp_synced())
 
     def _holding(self, raws: Iterable[client.RawObject]) -> list[service.LbService]:
         """The Services among `raws` that want an address and whose status holds one."""

@@ -14,6 +14,7 @@ import dataclasses
 import ipaddress
 import re
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from kubernetes_asyncio import client as k8s
@@ -23,6 +24,8 @@ from openelb.testenv import cluster as testenv_cluster
 from openelb.testenv import netlab
 
 __all__ = [
+    "POOL_V4",
+    "POOL_V6",
     "Failover",
     "Frame",
     "announce_events",
@@ -33,13 +36,39 @@ __all__ = [
     "finish",
     "fresh_resolutions",
     "measure_takeover",
+    "namespace",
     "others",
     "owner_runs",
     "settled_views",
     "wait_for_announce_events",
     "wait_for_client",
     "wait_for_owner",
+    "wait_for_reporting",
+    "web",
 ]
+
+POOL_V4 = "192.0.2.200-192.0.2.220"  # Service addresses from the lab's LAN
+POOL_V6 = "2001:db8:1::200-2001:db8:1::220"
+
+
+def namespace() -> str:
+    """A fresh namespace name for one story's Services."""
+    return f"e2e-{uuid.uuid4().hex[:6]}"
+
+
+async def web(c: testenv_cluster.Cluster, ns: str, name: str = "web", *, pool: str,
+              protocol: str, interface: tuple[str, str], v6: bool = False,
+              local: bool = False) -> str:
+    """A pool of `protocol` in the LAN named `pool` (`pool`6 for IPv6; `interface`: its
+    spec.interface for IPv4 and for IPv6) and one Service from it, served over HTTP on
+    every node; its address."""
+    pool = f"{pool}6" if v6 else pool
+    await c.eip(pool, POOL_V6 if v6 else POOL_V4, protocol=protocol,
+                interface=interface[1] if v6 else interface[0])
+    await c.service(ns, name, pool=pool, local=local, families=("IPv6",) if v6 else ("IPv4",))
+    (vip,) = await c.wait_for_ips(ns, name)
+    await c.serve_vips(vip)
+    return vip
 
 
 # tcpdump -n -e -tt: "<epoch> <src mac> > <dst mac>, ethertype ..., length N: <packet>"
@@ -66,15 +95,22 @@ def expected_owner(ip: str, nodes: Iterable[str]) -> str:
 async def wait_for_owner(c: testenv_cluster.Cluster, ip: str, expected: str | None,
                          timeout: float = 30.0) -> str | None:
     """Poll until the speakers agree: exactly `expected` owns `ip` (None: nobody does)."""
+    await wait_for_reporting(c, ip, expected, c.layer2_owners, "owner", timeout)
+    return expected
+
+
+async def wait_for_reporting(c: testenv_cluster.Cluster, ip: str, expected: str | None,
+                             reporting: Callable[[str], Awaitable[set[str]]], what: str,
+                             timeout: float = 30.0) -> None:
+    """Poll until exactly `expected` (None: no node) is among `reporting(ip)`."""
     wanted = {expected} if expected else set()
 
     async def probe() -> tuple[bool, object]:
-        owners = await c.layer2_owners(ip)
-        return owners == wanted, owners
+        found = await reporting(ip)
+        return found == wanted, found
 
-    await netlab.poll_until(f"speakers: owner of {ip} == {expected}", probe, timeout,
+    await netlab.poll_until(f"speakers: {what} of {ip} == {expected}", probe, timeout,
                             c.speaker_logs, interval=0.1)
-    return expected
 
 
 async def client_view(c: testenv_cluster.Cluster, ip: str) -> tuple[str | None, str | None]:

@@ -19,7 +19,6 @@ import collections
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -32,8 +31,7 @@ from tests.e2e.layer2 import lan
 pytestmark = pytest.mark.root
 
 NODES = ("node-a", "node-b", "node-c")
-POOL_V4 = "192.0.2.200-192.0.2.220"
-POOL_V6 = "2001:db8:1::200-2001:db8:1::220"
+POOL_V4 = lan.POOL_V4
 REACH_V4 = "can_reach:192.0.2.1"  # the router: resolves to each node's eth0
 REACH_V6 = "can_reach:2001:db8:1::1"
 STABLE_S = 3.0  # how long a settled owner is watched for flapping
@@ -42,19 +40,14 @@ RecordProperty = Callable[[str, object], None]
 
 
 def _namespace() -> str:
-    return f"e2e-{uuid.uuid4().hex[:6]}"
+    return lan.namespace()
 
 
 async def _web(c: testenv_cluster.Cluster, ns: str, name: str = "web", *, v6: bool = False,
                local: bool = False) -> str:
     """A layer-2 pool in the LAN and one Service from it, served on every node."""
-    pool = "lan6" if v6 else "lan"
-    await c.eip(pool, POOL_V6 if v6 else POOL_V4, protocol="layer2",
-                interface=REACH_V6 if v6 else REACH_V4)
-    await c.service(ns, name, pool=pool, local=local, families=("IPv6",) if v6 else ("IPv4",))
-    (vip,) = await c.wait_for_ips(ns, name)
-    await c.serve_vips(vip)
-    return vip
+    return await lan.web(c, ns, name, pool="lan", protocol="layer2",
+                         interface=(REACH_V4, REACH_V6), v6=v6, local=local)
 
 
 def _record(record_property: RecordProperty, prefix: str, failover: lan.Failover) -> None:

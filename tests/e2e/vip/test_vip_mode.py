@@ -17,7 +17,6 @@ import ipaddress
 import os
 import signal
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -33,39 +32,39 @@ from tests.e2e.layer2 import lan
 pytestmark = pytest.mark.root
 
 NODES = ("node-a", "node-b", "node-c")
-POOL_V4 = "192.0.2.200-192.0.2.220"
-POOL_V6 = "2001:db8:1::200-2001:db8:1::220"
 HOW = "as VRRP master"
 
 RecordProperty = Callable[[str, object], None]
 
 
 def _namespace() -> str:
-    return f"e2e-{uuid.uuid4().hex[:6]}"
+    return lan.namespace()
 
 
 async def _web(c: testenv_cluster.Cluster, ns: str, name: str = "web", *, v6: bool = False,
                local: bool = False) -> str:
     """A VIP pool in the LAN (interface eth0 on every node) and one Service from it."""
-    pool = "vips6" if v6 else "vips"
-    await c.eip(pool, POOL_V6 if v6 else POOL_V4, protocol="vip", interface="eth0")
-    await c.service(ns, name, pool=pool, local=local, families=("IPv6",) if v6 else ("IPv4",))
-    (vip,) = await c.wait_for_ips(ns, name)
-    await c.serve_vips(vip)
-    return vip
+    return await lan.web(c, ns, name, pool="vips", protocol="vip",
+                         interface=("eth0", "eth0"), v6=v6, local=local)
 
 
 async def wait_for_master(c: testenv_cluster.Cluster, ip: str, expected: str | None,
                           timeout: float = 30.0) -> None:
     """Poll until exactly `expected` reports itself VRRP master of `ip`."""
-    wanted = {expected} if expected else set()
+    await lan.wait_for_reporting(c, ip, expected, c.vip_masters, "vrrp master", timeout)
 
-    async def probe() -> tuple[bool, object]:
-        masters = await c.vip_masters(ip)
-        return masters == wanted, masters
 
-    await netlab.poll_until(f"vrrp master of {ip} == {expected}", probe, timeout,
-                            c.speaker_logs, interval=0.1)
+async def _settled(c: testenv_cluster.Cluster, ns: str, *, v6: bool = False,
+                   client: bool = True) -> tuple[str, str, str]:
+    """A VIP Service whose master is the node the rule names (and, with `client`, the
+    LAN client reaches it there): (address, master, the next node by the rule)."""
+    vip = await _web(c, ns, v6=v6)
+    master = lan.expected_owner(vip, NODES)
+    heir = lan.expected_owner(vip, lan.others(NODES, master))
+    await wait_for_master(c, vip, master)
+    if client:
+        await lan.wait_for_client(c, vip, master)
+    return vip, master, heir
 
 
 async def _holders(c: testenv_cluster.Cluster, ip: str) -> set[str]:
@@ -92,10 +91,7 @@ async def test_the_master_holds_the_vip_and_the_lan_client_reaches_it(
     keepalived up may hold the address until the owner's preempt delay has passed.)"""
     ns = _namespace()
     async with cluster(router=None) as c:
-        vip = await _web(c, ns)
-        master = lan.expected_owner(vip, NODES)
-        await wait_for_master(c, vip, master)
-        await lan.wait_for_client(c, vip, master)
+        vip, master, _ = await _settled(c, ns)
         assert await _holders(c, vip) == {master}
         bodies, macs, _ = await lan.fresh_resolutions(c, vip, "arp")
         assert bodies == [master] * 5
@@ -140,11 +136,7 @@ async def test_a_killed_masters_speaker_takes_keepalived_with_it(
     takes the address back, once."""
     ns = _namespace()
     async with cluster(router=None) as c:
-        vip = await _web(c, ns)
-        master = lan.expected_owner(vip, NODES)
-        heir = lan.expected_owner(vip, lan.others(NODES, master))
-        await wait_for_master(c, vip, master)
-        await lan.wait_for_client(c, vip, master)
+        vip, master, heir = await _settled(c, ns)
         assert len(_keepalived_pids(c, master)) == 2  # parent and VRRP child, no checker
 
         capture = await c.lab.lan_client.start_capture("arp")
@@ -177,11 +169,7 @@ async def test_cutting_the_masters_link_moves_the_vip_and_back(
     wins again and the client is moved back."""
     ns = _namespace()
     async with cluster(router=None) as c:
-        vip = await _web(c, ns)
-        master = lan.expected_owner(vip, NODES)
-        heir = lan.expected_owner(vip, lan.others(NODES, master))
-        await wait_for_master(c, vip, master)
-        await lan.wait_for_client(c, vip, master)
+        vip, master, heir = await _settled(c, ns)
         host = c.lab.node(master)
 
         capture = await c.lab.lan_client.start_capture("arp")
@@ -202,11 +190,7 @@ async def test_ipv6_master_answers_ndp_and_fails_over(
     the address to the master's MAC by NDP, and a SIGKILL moves it to the next node."""
     ns = _namespace()
     async with cluster(router=None) as c:
-        vip = await _web(c, ns, v6=True)
-        master = lan.expected_owner(vip, NODES)
-        heir = lan.expected_owner(vip, lan.others(NODES, master))
-        await wait_for_master(c, vip, master)
-        await lan.wait_for_client(c, vip, master)
+        vip, master, heir = await _settled(c, ns, v6=True)
         bodies, macs, _ = await lan.fresh_resolutions(c, vip, "icmp6")
         assert bodies == [master] * 5
         assert macs == {c.lab.node(master).mac}
@@ -247,10 +231,7 @@ async def test_an_unrelated_vip_keeps_its_master_while_others_come_and_go(
     again on the wire."""
     ns = _namespace()
     async with cluster(router=None) as c:
-        vip = await _web(c, ns)
-        master = lan.expected_owner(vip, NODES)
-        await wait_for_master(c, vip, master)
-        await lan.wait_for_client(c, vip, master)
+        vip, master, _ = await _settled(c, ns)
         await _wait_for_event_from(c, ns, vip, master)
         events_before = await lan.announce_events(c, ns, vip, HOW)
 
@@ -277,10 +258,7 @@ async def test_a_keepalived_killed_outright_is_restarted_and_reported(
     Node, restarts metric) and, after the preempt delay, the master is back."""
     ns = _namespace()
     async with cluster(router=None) as c:
-        vip = await _web(c, ns)
-        master = lan.expected_owner(vip, NODES)
-        heir = lan.expected_owner(vip, lan.others(NODES, master))
-        await wait_for_master(c, vip, master)
+        vip, master, heir = await _settled(c, ns, client=False)
         pids = _keepalived_pids(c, master)
         assert len(pids) == 2
         for pid in pids:
@@ -316,9 +294,7 @@ async def test_another_clusters_vrrp_with_our_ids_changes_nothing(
     the other cluster's master keeps its own."""
     ns = _namespace()
     async with cluster(router=None) as c:
-        vip = await _web(c, ns)
-        master = lan.expected_owner(vip, NODES)
-        await wait_for_master(c, vip, master)
+        vip, master, _ = await _settled(c, ns, client=False)
         system = await k8s.CoreV1Api(c.api).read_namespace("kube-system")
         vrid = vip_plan.vrids(system.metadata.uid, [ipaddress.ip_address(vip)])[
             ipaddress.ip_address(vip)]
@@ -363,7 +339,7 @@ async def test_a_node_without_keepalived_or_the_interface_says_so_and_others_ser
     why, and the next node by the rule holds the address; the client reaches it."""
     ns = _namespace()
     async with cluster(router=None) as c:
-        probe_ip = POOL_V4.split("-")[0]  # the controller hands out the first address
+        probe_ip = lan.POOL_V4.split("-")[0]  # the controller hands out the first address
         owner = lan.expected_owner(probe_ip, NODES)
         heir = lan.expected_owner(probe_ip, lan.others(NODES, owner))
         await c.speakers[owner].stop()
@@ -401,10 +377,7 @@ async def test_a_crash_looping_keepalived_never_takes_the_vip_back(
     address the whole time, and the crashing node announces nothing on the wire."""
     ns = _namespace()
     async with cluster(router=None) as c:
-        vip = await _web(c, ns)
-        master = lan.expected_owner(vip, NODES)
-        heir = lan.expected_owner(vip, lan.others(NODES, master))
-        await wait_for_master(c, vip, master)
+        vip, master, heir = await _settled(c, ns, client=False)
         capture = await c.lab.lan_client.start_capture("arp")
         for pid in _keepalived_pids(c, master):
             os.kill(pid, signal.SIGKILL)

@@ -32,12 +32,26 @@ from pathlib import Path
 from openelb.announce.vip import errors, leftovers
 from openelb.api import addresses
 
-__all__ = ["Keepalived"]
+__all__ = ["Keepalived", "parse_notify"]
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# What an instance can be in, as keepalived's notify FIFO names it; STOP and DELETED
+# mean it is gone (keepalived stopped, or a reload removed it).
+_STATES = frozenset({"MASTER", "BACKUP", "FAULT", "STOP", "DELETED"})
 STOP_GRACE = 3.0  # seconds keepalived gets to resign (priority 0) before SIGKILL
+
+
+def parse_notify(line: str) -> tuple[str, str] | None:
+    """(instance, state) from one notify FIFO line, `INSTANCE "<name>" <STATE> <prio>`;
+    None for anything else. Only the states an instance is in count: keepalived also
+    reports events on this channel, such as MASTER_RX_LOWER_PRI (a master heard a
+    lower-priority advert and stays master), which must not be taken for a state."""
+    parts = line.split()
+    if len(parts) < 3 or parts[0] != "INSTANCE" or parts[2] not in _STATES:
+        return None
+    return parts[1].strip('"'), parts[2]
 
 
 def _die_with_parent() -> None:
@@ -153,12 +167,13 @@ class Keepalived:
             transport.close()
 
     def _note(self, line: str) -> None:
-        """One notify line: `INSTANCE "<name>" <STATE> <priority>`."""
-        parts = line.split()
-        if len(parts) < 3 or parts[0] != "INSTANCE":
+        parsed = parse_notify(line)
+        if parsed is None:
+            log.debug("keepalived notify line ignored", extra={"op": "vip",
+                                                              "line": line.rstrip()})
             return
-        name, state = parts[1].strip('"'), parts[2]
-        if state == "STOP":
+        name, state = parsed
+        if state in ("STOP", "DELETED"):
             self.states.pop(name, None)
         elif self.states.get(name) != state:
             self.states[name] = state

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from openelb.announce.vip import config
+from openelb.announce.vip import config, keepalived
 from tests.unit.announce.vip import goldens
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -33,3 +33,19 @@ def test_no_virtual_server_so_the_ipvs_checker_has_nothing_to_do() -> None:
         text = config.render("r", instances, goldens.FIFO)
         assert "virtual_server" not in text
         assert "lvs" not in text.lower()
+
+
+@pytest.mark.parametrize(("line", "parsed"), [
+    ('INSTANCE "oelb_192_0_2_10" MASTER 250\n', ("oelb_192_0_2_10", "MASTER")),
+    ('INSTANCE "oelb_192_0_2_10" BACKUP 249\n', ("oelb_192_0_2_10", "BACKUP")),
+    ('INSTANCE "oelb_2001_db8__10" FAULT 250\n', ("oelb_2001_db8__10", "FAULT")),
+    ('INSTANCE "oelb_192_0_2_10" STOP 250\n', ("oelb_192_0_2_10", "STOP")),
+    # Events, not states: a master that heard a lower priority is still master.
+    ('INSTANCE "oelb_192_0_2_10" MASTER_RX_LOWER_PRI 250\n', None),
+    ('INSTANCE "oelb_192_0_2_10" MASTER_PRIORITY 250\n', None),
+    ('GROUP "g" MASTER 0\n', None),
+    ("", None),
+])
+def test_notify_lines_are_read_as_keepalived_writes_them(
+        line: str, parsed: tuple[str, str] | None) -> None:
+    assert keepalived.parse_notify(line) == parsed
