@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import openelb
-from openelb import logfmt
+from openelb import compat, logfmt
 
 __all__ = ["main"]
 
@@ -115,6 +115,7 @@ def _speaker(args: argparse.Namespace) -> int:
     from openelb.speaker import manager
 
     logfmt.setup(args.log_level)
+    compat.warn_given(args, compat.SPEAKER_FLAGS)
     host, port = _host_port(args.health_addr)
     settings = manager.SpeakerSettings(
         node=args.node, workdir=args.workdir, lb_class=args.lb_class, health_host=host,
@@ -207,9 +208,10 @@ def _parser() -> argparse.ArgumentParser:
 
     speaker = commands.add_parser(
         "speaker", formatter_class=defaults,
-        help="announce this node's share of the addresses (BGP, layer 2)",
+        help="announce this node's share of the addresses (BGP, layer 2, VIP)",
         description="Announce this node's share of the LoadBalancer addresses "
-                    "(BGP through ExaBGP, layer 2 by ARP/NDP).")
+                    "(BGP through ExaBGP, layer 2 by ARP/NDP, VIP through keepalived). "
+                    "OpenELB's speaker flags are accepted and ignored, with a warning each.")
     _daemon_arguments(speaker, health_addr="0.0.0.0:8081")
     node = _env("NODE_NAME")
     speaker.add_argument("--node", default=node, required=node is None,
@@ -236,6 +238,7 @@ def _parser() -> argparse.ArgumentParser:
     speaker.add_argument("--vrrp-preempt-delay", type=float, default=5.0,
                          help="seconds a (re)started node waits before taking back the VIPs "
                               "it should hold (a crash loop never flaps masters)")
+    compat.add_flags(speaker, compat.SPEAKER_FLAGS)
     speaker.set_defaults(run=_speaker)
 
     demo = commands.add_parser(
@@ -252,6 +255,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="also write the summary as JSON to this file")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def speaker_main() -> None:
+    """`openelb-speaker`, the name of OpenELB's speaker binary: a DaemonSet that kept
+    OpenELB's `command` runs `openelb speaker` with its arguments."""
+    main(["speaker", *sys.argv[1:]])
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -17,6 +17,7 @@ __all__ = [
     "LB_ANNOTATION",
     "LB_ANNOTATION_VALUE",
     "POOL_ANNOTATION",
+    "PORTER_VALUE",
     "PROTOCOL_ANNOTATION_LEGACY",
     "RACK_LABEL",
     "REQUESTED_IP_ANNOTATION",
@@ -30,6 +31,7 @@ VERSIONS: Final = ("v1alpha1", "v1alpha2")
 # Service opt-in: `lb.kubesphere.io/v1alpha1: openelb`.
 LB_ANNOTATION: Final = "lb.kubesphere.io/v1alpha1"
 LB_ANNOTATION_VALUE: Final = "openelb"
+PORTER_VALUE: Final = "porter"  # Porter's (pre-OpenELB) opt-in value: answered, not honoured
 # Pool (Eip name) requested by a Service; also the label the controller writes back.
 POOL_ANNOTATION: Final = "eip.openelb.kubesphere.io/v1alpha2"
 EIP_LABEL: Final = "eip.openelb.kubesphere.io/v1alpha2"

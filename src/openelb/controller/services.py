@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ANNOUNCEABLE: Final = "openelb.kubesphere.io/Announceable"  # Service status condition
 NOT_ANNOUNCED: Final = "NotAnnounced"  # its Warning Event
+OBSOLETE_ANNOTATION: Final = "ObsoleteAnnotation"
 ASSIGN_IP: Final = "AssignIP"
 ASSIGN_IP_FAILED: Final = "AssignIPFailed"
 RELEASE_IP: Final = "ReleaseIP"
@@ -71,6 +72,8 @@ class ServiceReconciler:
         self._lb_class = lb_class
         self._pools_touched = pools_touched
         self._gap_of = gap_of
+        # Services told once that Porter's opt-in value is not ours.
+        self._pointed: set[str] = set()
         # key -> the NotAnnounced Warning last posted for it.
         self._unannounced: dict[str, str] = {}
         # Keys refused an address -> the (pools, addresses) whose freeing could help;
@@ -117,6 +120,7 @@ class ServiceReconciler:
             self.conflicts.pop(key, None)
             self._outdated.pop(key, None)
             self._unannounced.pop(key, None)
+            self._pointed.discard(key)
             return outcome.Done()
         outdated = self._outdated.get(key)
         if outdated is not None:
@@ -283,7 +287,27 @@ class ServiceReconciler:
                 _ref(raw), "Normal", RELEASE_IP,
                 f"released {', '.join(str(ip) for ip in held.ips)}: {why}",
                 service=svc.key, ip=",".join(str(ip) for ip in held.ips), reason=why)
+        await self._point_porter_users_on(raw, svc)
         return outcome.Done()
+
+    async def _point_porter_users_on(self, raw: Mapping[str, Any],
+                                     svc: service.LbService) -> None:
+        """A LoadBalancer Service with Porter's opt-in value (`lb.kubesphere.io/v1alpha1:
+        porter`, OpenELB's name before 0.4) is not ours, but must not wait in silence: a
+        Warning names the value to set. Not honoured as an alias: a Porter still running
+        in the cluster would then fight openelb over the same Services."""
+        notes = (raw.get("metadata") or {}).get("annotations") or {}
+        if (not svc.is_load_balancer or svc.deleting
+                or notes.get(annotations.LB_ANNOTATION) != annotations.PORTER_VALUE):
+            return
+        message = (f"{annotations.LB_ANNOTATION}: {annotations.PORTER_VALUE} is Porter's "
+                   f"opt-in; openelb serves Services annotated {annotations.LB_ANNOTATION}: "
+                   f"{annotations.LB_ANNOTATION_VALUE}")
+        if svc.key in self._pointed:
+            return
+        self._pointed.add(svc.key)
+        await self._recorder.record(_ref(raw), "Warning", OBSOLETE_ANNOTATION, message,
+                                    service=svc.key, annotation=annotations.LB_ANNOTATION)
 
     def _release(self, key: str) -> None:
         held = self._alloc.assignment(key)
