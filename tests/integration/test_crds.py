@@ -315,9 +315,12 @@ async def test_status_is_written_only_through_the_status_subresource(
     assert read["spec"]["disable"] is True
 
 
-async def test_eip_printer_columns_show_cidr_usage_total(admin: k8s.ApiClient) -> None:
+async def test_eip_printer_columns_show_cidr_usage_total_ready_and_mode(
+        admin: k8s.ApiClient) -> None:
+    """`kubectl get eip` shows whether a pool is usable and its mode, not only its size
+    (issue #12: a pool marked not ready was invisible there)."""
     created = await _create(admin, EIP)
-    created["status"] = {"usage": 2, "poolSize": 14}
+    created["status"] = {"usage": 2, "poolSize": 14, "ready": False}
     await k8s.CustomObjectsApi(admin).replace_cluster_custom_object_status(
         GROUP, "v1alpha2", "eips", "doc-pool", created
     )
@@ -331,7 +334,8 @@ async def test_eip_printer_columns_show_cidr_usage_total(admin: k8s.ApiClient) -
     )
     names = [column["name"] for column in table["columnDefinitions"]]
     cells = dict(zip(names, table["rows"][0]["cells"], strict=True))
-    assert {"cidr": "192.0.2.0/28", "usage": 2, "total": 14}.items() <= cells.items()
+    assert {"cidr": "192.0.2.0/28", "usage": 2, "total": 14, "ready": False,
+            "protocol": None}.items() <= cells.items()  # unset: BGP, the default
 
 
 async def test_bgpconf_and_bgppeer_v1alpha1_are_not_served(admin: k8s.ApiClient) -> None:
