@@ -28,6 +28,8 @@ __all__ = ["PROTOCOL", "VipPlan", "VrrpInstance", "plan_vip", "priorities", "vri
 
 PROTOCOL = "vip"
 TOP_PRIORITY = 250  # the owner's; VRRP reserves 255 for an address owner, 0 for leaving
+PRIORITY_STEP = 50  # between the first ranks (see _priority)
+WIDE_RANKS = 4  # ranks 0..4 are PRIORITY_STEP apart, the rest one apart
 VRIDS = range(1, 256)
 
 
@@ -59,11 +61,21 @@ class VipPlan:
     masters: Mapping[addresses.IPAddress, str] = field(default_factory=dict)  # expected
 
 
+def _priority(rank: int) -> int:
+    """250, 200, 150, 100, 50, then one less per rank down to 1. The steps are wide
+    because a backup that hears the master leave (priority 0) takes over after its skew
+    time, (256 - priority) / 256 advert intervals: one apart, the first two backups are
+    0.8 ms apart at 0.2 s and a loaded host picks either, and the right one then waits a
+    whole preempt delay to take over; fifty apart, they are 39 ms apart."""
+    wide = TOP_PRIORITY - PRIORITY_STEP * min(rank, WIDE_RANKS)
+    return max(1, wide - max(0, rank - WIDE_RANKS))
+
+
 def priorities(ip: addresses.IPAddress, candidates: Iterable[str]) -> dict[str, int]:
-    """Each candidate's VRRP priority for `ip`: the layer-2 owner gets TOP_PRIORITY,
-    the next in rendezvous order one less, and so on (at least 1)."""
+    """Each candidate's VRRP priority for `ip`, in rendezvous order (the layer-2
+    owner first): 250, 200, 150, 100, 50, 49, ... 1."""
     ranked = sorted(candidates, key=lambda n: (ownership.score(n, ip), n), reverse=True)
-    return {node: max(1, TOP_PRIORITY - rank) for rank, node in enumerate(ranked)}
+    return {node: _priority(rank) for rank, node in enumerate(ranked)}
 
 
 def _preferred(cluster: str, ip: addresses.IPAddress) -> int:

@@ -137,3 +137,25 @@ def test_a_password_the_config_cannot_quote_is_refused(tmp_path: Path) -> None:
     router = routers.Bird(_FakeHost(tmp_path), netlab.RouterConfig(peers=(peer,)))  # type: ignore[arg-type]
     with pytest.raises(netlab.NetlabError, match="password"):
         router.render()
+
+
+def test_gratuitous_arps_of_both_senders_are_recognised() -> None:
+    """The LAN client's capture: the speaker's gratuitous ARP leaves the target hardware
+    address zero, keepalived's sets it to broadcast (tcpdump prints it); both announce
+    the address. A request for it from another address is not an announcement."""
+    from tests.e2e.layer2 import lan
+
+    head = "{at} {mac} > ff:ff:ff:ff:ff:ff, ethertype ARP (0x0806), length 42: "
+    lines = [
+        head.format(at="1.1", mac="02:00:00:00:00:01")
+        + "Request who-has 192.0.2.200 (ff:ff:ff:ff:ff:ff) tell 192.0.2.200, length 28",
+        head.format(at="1.2", mac="02:00:00:00:00:02")
+        + "Request who-has 192.0.2.200 tell 192.0.2.200, length 28",
+        head.format(at="1.3", mac="02:00:00:00:00:03")
+        + "Request who-has 192.0.2.200 tell 192.0.2.1, length 28",
+        head.format(at="1.4", mac="02:00:00:00:00:04")
+        + "Request who-has 192.0.2.201 (ff:ff:ff:ff:ff:ff) tell 192.0.2.201, length 28",
+    ]
+    found = lan.announcements(lines, "192.0.2.200")
+    assert [(f.at, f.source) for f in found] == [(1.1, "02:00:00:00:00:01"),
+                                                 (1.2, "02:00:00:00:00:02")]

@@ -173,6 +173,10 @@ async def wait_for_announce_events(c: testenv_cluster.Cluster, namespace: str, i
 def _frames(lines: Iterable[str], ip: str) -> list[Frame]:
     """The ARP/NDP frames about `ip` in tcpdump output, in capture order."""
     address = str(ipaddress.ip_address(ip))
+    # A gratuitous ARP asks for its own address. keepalived's sets the target hardware
+    # address to broadcast, which tcpdump prints: `who-has X (ff:ff:ff:ff:ff:ff) tell X`.
+    gratuitous = re.compile(rf"Request who-has {re.escape(address)} "
+                            rf"(?:\([0-9a-f:]{{17}}\) )?tell {re.escape(address)},")
     found = []
     for line in lines:
         match = _LINE.match(line.strip())
@@ -188,7 +192,7 @@ def _frames(lines: Iterable[str], ip: str) -> list[Frame]:
                 kind = "solicit"
             else:
                 continue
-        elif f"Request who-has {address} tell {address}," in rest:
+        elif gratuitous.search(rest):
             kind = "garp"
         elif f"Reply {address} is-at " in rest:
             kind = "reply"

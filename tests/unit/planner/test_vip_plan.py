@@ -42,7 +42,7 @@ def test_each_address_has_one_instance_per_candidate_and_one_top_priority() -> N
         assert len({x.vrid for x in mine.values()}) == 1  # every node agrees
         top = max(mine, key=lambda n: mine[n].priority)
         assert top == ownership.owner(ip, NODES) == mine[top].master
-        assert sorted(x.priority for x in mine.values()) == [248, 249, 250]
+        assert sorted(x.priority for x in mine.values()) == [150, 200, 250]
         for n, x in mine.items():
             others = {a for m, info in _nodes().items() if m != n
                       for a in info.internal_ips if a.version == 4}
@@ -112,3 +112,13 @@ def test_an_unrelated_address_keeps_its_id_when_another_is_added() -> None:
     after = vip.vrids("c", [*ips, ipaddress.ip_address("192.0.2.200")])
     kept = sum(before[ip] == after[ip] for ip in ips)
     assert kept >= len(ips) - 1  # only a colliding neighbour may move
+
+
+def test_priorities_are_distinct_and_the_first_backups_far_apart() -> None:
+    nodes_ = [f"n{i}" for i in range(60)]
+    ranks = vip.priorities(ipaddress.ip_address("192.0.2.10"), nodes_)
+    ordered = sorted(ranks.values(), reverse=True)
+    assert ordered[:6] == [250, 200, 150, 100, 50, 49]
+    assert ordered[-1] == 1
+    assert len(set(ordered[:50])) == 50
+    assert min(ordered) >= 1
