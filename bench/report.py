@@ -22,6 +22,8 @@ HOW = {
                   "(and --count 10000); writes bench/results/controller*.json",
     "bgp": "sudo .venv/bin/python bench/bgp.py (writes bench/results/bgp.json)",
     "layer2": "sudo .venv/bin/python bench/layer2.py (writes bench/results/layer2.json)",
+    "vip": "sudo .venv/bin/python bench/vip.py (writes bench/results/vip.json; runs "
+           "bench/layer2.py after it for the side-by-side figures)",
 }
 TARGETS = {
     "ipam": "100,000 allocations <= 2 s, rebuild of 100,000 <= 2 s, peak RSS <= 200 MB",
@@ -29,7 +31,33 @@ TARGETS = {
                   "RSS <= 200 MB",
     "bgp": "status->route p99 <= 300 ms; withdraw on SIGTERM <= 500 ms; RSS <= 80 MB",
     "layer2": "failover median <= 2 s, p95 <= 3 s; assignment -> first GARP <= 100 ms",
+    "vip": "failover median <= 1 s, p95 <= 2 s over 20 kills; status -> first GARP "
+           "median <= 200 ms",
 }
+
+
+def _side_by_side(data: dict[str, Any]) -> list[str]:
+    """VIP and layer 2 measured in one run, one row per figure."""
+    rows = data.get("side_by_side") or {}
+    lines = ["### VIP and layer 2 side by side (same run, same lab)", "",
+             "| figure | VIP (keepalived) | layer 2 |", "|---|---|---|"]
+    for figure, values in rows.items():
+        if figure == "peak_rss_per_node_mb":
+            for node, mb in values.items():
+                lines.append(f"| peak RSS MB, {node} (speaker + keepalived) | "
+                             f"{mb.get('vip_speaker')} + {mb.get('vip_keepalived')} = "
+                             f"{mb.get('vip_sum')} | {mb.get('layer2_speaker')} |")
+            continue
+        lines.append(f"| {figure} | {values.get('vip')} | {values.get('layer2')} |")
+    return [*lines, "",
+            "The fault is the same (SIGKILL of the owner's speaker) but not what follows: "
+            "VIP mode's keepalived dies with its speaker and resigns at once (priority 0), "
+            "while layer 2 waits for the heartbeat timeout. A VIP master that dies "
+            "silently (power, cable) is replaced after about three advertisement "
+            "intervals, and restart_to_back includes the 5 s preempt delay (the old "
+            "master keeps serving meanwhile). status_to_garp for VIP is VRRP's first "
+            "election: every instance starts as backup and waits about three intervals.",
+            ""]
 
 
 def _flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -62,6 +90,8 @@ def main() -> None:
             lines += [f"Target: {TARGETS[base]}.", ""]
         if base in HOW:
             lines += [f"Reproduce: `{HOW[base]}`", ""]
+        if name == "vip":
+            lines += _side_by_side(data)
         lines += ["| measure | value |", "|---|---|"]
         lines += [f"| {key} | {value} |" for key, value in _flatten(data)]
         lines.append("")

@@ -15,16 +15,21 @@ on eth0, so only it answers ARP. Then:
    (the victims rotate over the nodes; its keepalived gets SIGTERM with it and resigns,
    priority 0) and measure, from the LAN client, the time until its neighbour entry for
    the address holds the new master's MAC AND an HTTP request is answered by the new
-   master (`failover_s`); also until the new master's first gratuitous ARP on the
-   client's wire (tcpdump timestamps, same clock). Then restart the killed speaker,
-   wait until it is master again (after the preempt delay) and the client is back on it
+   master (`failover_s`); also until the entry first holds another MAC than the
+   victim's (`client_off_victim_s`: a backup that became master too for a moment may
+   get the client first), until the new master's first gratuitous ARP on the
+   client's wire (tcpdump timestamps, same clock), and until the victim's keepalived
+   has exited (`victim_keepalived_gone_s`). Then restart the killed speaker, wait until
+   it is master again (after the preempt delay) and the client is back on it
    (`restart_to_back_s`), and let the gratuitous repeats finish before the next round;
 2. status -> first gratuitous ARP, `--garp-samples` times: create a Service, take the
    moment its status.loadBalancer.ingress appears on a watch (the Service status
    written), and the tcpdump timestamp of the first gratuitous ARP for that address in
    the LAN client (whoever sent it), and of the first one from the master the rule
    names (a backup whose keepalived reloaded first may become master for a moment,
-   until the rule's master preempts after the preempt delay);
+   until the rule's master preempts after the preempt delay; `first_master_not_owner`
+   counts those samples). keepalived's gratuitous ARPs are printed by tcpdump with a
+   target MAC (see garps() here), so bench/layer2.py's parser is not used for them;
 3. peak RSS (VmHWM) of each speaker and of its keepalived processes (the parent and its
    VRRP child, from the pid files in `<node>/speaker/vip/`), read after the start,
    before each kill and at the end; per node the largest seen for each of the three,
@@ -38,7 +43,10 @@ no VIP counterpart here), writing to a temporary file; its whole JSON is embedde
 "layer2" and the matching figures side by side under "side_by_side". A separate run of
 the very script that produces bench/results/layer2.json measures layer 2 exactly as it
 is documented, with its own control plane and lab, and never while the VIP lab runs.
-(bench/results/layer2.json itself is not touched.) `--no-layer2` skips it.
+(bench/results/layer2.json itself is not touched.) `--no-layer2` skips it. The
+helpers both need (Bench: the client's view; summary, vm_hwm_mb, owner_of) are
+imported from bench/layer2.py, as bench/statuswatch.py is (bench/ is on sys.path when
+a script there runs).
 
 Only the speaker is killed in (1): the node itself keeps the address on lo and keeps
 serving, so HTTP never fails; the figure is how long the LAN keeps sending to the old
@@ -58,6 +66,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import signal
 import sys
 import tempfile
@@ -76,6 +85,24 @@ RESULTS = REPO / "bench" / "results" / "vip.json"
 NAMESPACE = "bench-vip"
 POOL = "192.0.2.128-192.0.2.254"  # inside the lab's LAN 192.0.2.0/24 (nodes .11-.99, client .100)
 INTERFACE = "eth0"  # every lab node's LAN interface
+# tcpdump -n -e -tt: "<epoch> <src mac> > <dst mac>, ethertype ARP ..., length N: <packet>"
+_LINE = re.compile(r"^(?P<at>\d+\.\d+) (?P<src>[0-9a-f:]{17}) > ")
+
+
+def garps(lines: list[str], ip: str) -> list[tuple[float, str]]:
+    """(epoch, source MAC) of each gratuitous ARP for `ip` in tcpdump output.
+
+    bench/layer2.py's garps() with one difference: keepalived's gratuitous ARP carries
+    the broadcast address as target hardware address, which tcpdump prints after the
+    address, `Request who-has <ip> (ff:ff:ff:ff:ff:ff) tell <ip>, length 28`; the
+    speaker's own (layer 2) leaves it zero and tcpdump prints nothing there."""
+    needle = re.compile(rf"Request who-has {re.escape(ip)} (?:\([0-9a-f:]{{17}}\) )?"
+                        rf"tell {re.escape(ip)},")
+    found = []
+    for line in lines:
+        if needle.search(line) and (match := _LINE.match(line)):
+            found.append((float(match["at"]), match["src"]))
+    return found
 
 
 def keepalived_pids(host: netlab.Host) -> dict[str, int]:
@@ -95,6 +122,18 @@ def keepalived_pids(host: netlab.Host) -> dict[str, int]:
     return found
 
 
+async def keepalived_gone(host: netlab.Host, since: float, timeout: float = 10.0
+                          ) -> float | None:
+    """Seconds from epoch `since` until no keepalived of `host`'s speaker runs (it gets
+    SIGTERM when its speaker dies, resigns and exits); None if one still runs after
+    `timeout`."""
+    while keepalived_pids(host):
+        if time.time() - since > timeout:
+            return None
+        await asyncio.sleep(0.01)
+    return round(time.time() - since, 3)
+
+
 def pss_mb(pid: int) -> float | None:
     """Proportional set size of `pid` now (shared pages split among their users), MiB."""
     with contextlib.suppress(OSError):
@@ -109,8 +148,9 @@ def ms(seconds: list[float]) -> list[float]:
 
 
 class VipBench(layer2.Bench):
-    """bench/layer2.py's Bench (client view, takeover timing) with the VRRP master as
-    the speakers' view of who holds an address, and keepalived in the memory figures."""
+    """bench/layer2.py's Bench (the client's view) with the VRRP master as the speakers'
+    view of who holds an address, keepalived in the memory figures, and a takeover
+    that also notes when the client left the victim."""
 
     def __init__(self, c: testenv_cluster.Cluster, capture: netlab.Capture) -> None:
         super().__init__(c, capture)
@@ -128,6 +168,47 @@ class VipBench(layer2.Bench):
 
         await netlab.poll_until(f"{ip} mastered by {node}", probe, timeout,
                                 self.c.speaker_logs, 0.1)
+
+    async def takeover_from(self, ip: str, old: str, new: str, since: float,
+                            timeout: float = 30.0) -> dict[str, float | None]:
+        """Seconds from epoch `since` (the fault) until the client's neighbour entry for
+        `ip` no longer holds `old`'s MAC (`client_off_victim_s`: whichever node it holds
+        then answers, as every node serves the address), until it holds `new`'s MAC
+        (`neighbour_s`) and HTTP answers from `new` (`failover_s`), and of `new`'s first
+        gratuitous ARP (`first_garp_s`). layer2.Bench.takeover, plus the first figure
+        and keepalived's gratuitous ARPs (see garps())."""
+        old_mac, new_mac = self.c.lab.node(old).mac, self.c.lab.node(new).mac
+        off_s: float | None = None
+        neighbour_s: float | None = None
+        last: object = None
+        while True:
+            elapsed = time.time() - since
+            if elapsed > timeout:
+                raise netlab.WaitTimeout(f"takeover of {ip} by {new}", timeout, last,
+                                         self.c.speaker_logs())
+            if neighbour_s is None:
+                entry = await self.client.neighbor(ip)
+                last = entry
+                mac = entry.mac if entry is not None else None
+                if off_s is None and mac is not None and mac != old_mac:
+                    off_s = time.time() - since
+                if mac == new_mac:
+                    neighbour_s = time.time() - since
+            if neighbour_s is not None:
+                try:
+                    last = (await self.c.lab.http_get(self.client, ip, timeout=1.0)).strip()
+                except netlab.CommandFailed as exc:
+                    last = str(exc)
+                if last == new:
+                    failover_s = time.time() - since
+                    break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # let tcpdump's last lines land
+        first = next((at - since for at, mac in garps(self.capture.lines(), ip)
+                      if mac == new_mac and at >= since), None)
+        return {"failover_s": round(failover_s, 3), "neighbour_s": round(neighbour_s, 3),
+                "client_off_victim_s": None if off_s is None else round(off_s, 3),
+                "first_garp_s": None if first is None else round(first, 3)}
 
     def pids(self, node: str) -> dict[str, int]:
         found = {}
@@ -183,9 +264,12 @@ async def bench_vip(args: argparse.Namespace) -> dict[str, Any]:
         vrrp_args += ["--vrrp-advert-interval", str(args.vrrp_advert_interval)]
     if args.vrrp_preempt_delay is not None:
         vrrp_args += ["--vrrp-preempt-delay", str(args.vrrp_preempt_delay)]
-    settings = testenv_cluster.ClusterSettings(speaker_args=tuple(vrrp_args))
+    settings = testenv_cluster.ClusterSettings(speaker_args=tuple(vrrp_args),
+                                               log_level=args.log_level)
     async with controlplane.ControlPlane(binaries, controlplane.Settings()) as cp, \
-            netlab.Lab(netlab.LabSettings(router=None, nodes=args.nodes, ipv6=False)) as lab:
+            netlab.Lab(netlab.LabSettings(
+                router=None, nodes=args.nodes, ipv6=False,
+                keep_workdir=os.environ.get("OPENELB_LAB_KEEP") == "1")) as lab:
         c = testenv_cluster.Cluster(cp, lab, settings)
         kube: client.Kube | None = None
         watcher: StatusWatch | None = None
@@ -213,19 +297,17 @@ async def bench_vip(args: argparse.Namespace) -> dict[str, Any]:
                 heir = layer2.owner_of(ip, [n for n in b.nodes if n != victim])
                 await b.wait_stable(ip, victim)
                 b.sample_hwm()
+                killed_wall = time.time()
                 c.speakers[victim].signal(signal.SIGKILL)
-                neighbour_s, failover_s, garp_s = await b.takeover(ip, heir)
-                left = keepalived_pids(lab.node(victim))  # should have gone with it
+                moved = await b.takeover_from(ip, victim, heir, killed_wall)
+                gone_s = await keepalived_gone(lab.node(victim), killed_wall)
                 restarted = time.monotonic()
                 await c.restart_speaker(victim)
                 await b.wait_stable(ip, victim)
                 back_s = time.monotonic() - restarted
-                rounds.append({"victim": victim, "heir": heir, "ip": ip,
-                               "failover_s": round(failover_s, 3),
-                               "neighbour_s": round(neighbour_s, 3),
-                               "first_garp_s": None if garp_s is None else round(garp_s, 3),
+                rounds.append({"victim": victim, "heir": heir, "ip": ip, **moved,
                                "restart_to_back_s": round(back_s, 3),
-                               "victim_keepalived_left": sorted(left)})
+                               "victim_keepalived_gone_s": gone_s})
                 print(f"vip round {index + 1}/{args.rounds}: {rounds[-1]}", file=sys.stderr)
                 await asyncio.sleep(args.settle)  # the returning master's repeats finish
 
@@ -241,7 +323,7 @@ async def bench_vip(args: argparse.Namespace) -> dict[str, Any]:
 
                 async def first_garps(ip: str = ip, after: float = created,
                                       owner_mac: str = owner_mac) -> tuple[bool, object]:
-                    found = [(at, mac) for at, mac in layer2.garps(capture.lines(), ip)
+                    found = [(at, mac) for at, mac in garps(capture.lines(), ip)
                              if at >= after]
                     mine = [at for at, mac in found if mac == owner_mac]
                     return bool(mine), (found[0] if found else None, mine[0] if mine else None)
@@ -273,14 +355,22 @@ async def bench_vip(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "failover_s": layer2.summary([r["failover_s"] for r in rounds]),
         "neighbour_s": layer2.summary([r["neighbour_s"] for r in rounds]),
+        "client_off_victim_s": layer2.summary([r["client_off_victim_s"] for r in rounds
+                                               if r["client_off_victim_s"] is not None]),
         "first_garp_s": layer2.summary([r["first_garp_s"] for r in rounds
                                         if r["first_garp_s"] is not None]),
         "restart_to_back_s": layer2.summary([r["restart_to_back_s"] for r in rounds]),
+        "victim_keepalived_gone_s": layer2.summary([r["victim_keepalived_gone_s"]
+                                                    for r in rounds
+                                                    if r["victim_keepalived_gone_s"]
+                                                    is not None]),
         "failover_rounds": rounds,
         "status_to_garp_ms": layer2.summary(ms([s["status_to_garp_s"] for s in samples])),
         "status_to_owner_garp_ms": layer2.summary(ms([s["status_to_owner_garp_s"]
                                                       for s in samples])),
         "create_to_status_ms": layer2.summary(ms([s["create_to_status_s"] for s in samples])),
+        # Samples whose first master was not the rule's (it preempts after the delay).
+        "first_master_not_owner": sum(s["first_garp_from"] != s["owner"] for s in samples),
         "garp_samples": samples,
         "rss_mb": rss,
         # Counted by the speakers running at the end (a restarted speaker starts at 0).
@@ -352,7 +442,9 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
         result["layer2"] = l2
         if "error" not in l2:
             result["side_by_side"] = side_by_side(vip, l2)
-    result["run_s"] = {"vip": round(vip_s, 1), "total": round(time.monotonic() - started, 1)}
+    total_s = time.monotonic() - started
+    result["run_s"] = {"vip": round(vip_s, 1), "layer2": round(total_s - vip_s, 1),
+                       "total": round(total_s, 1)}
     return result
 
 
@@ -367,6 +459,8 @@ def main() -> int:
                         help="passed to every speaker (default: the speaker's, 5 s)")
     parser.add_argument("--settle", type=float, default=2.0,
                         help="seconds to wait after a master is back, before the next kill")
+    parser.add_argument("--log-level", default="info",
+                        help="the daemons' (debug: keepalived's own lines in speaker.log)")
     parser.add_argument("--no-layer2", action="store_true",
                         help="skip the layer-2 run (bench/layer2.py) beside it")
     parser.add_argument("--output", type=Path, default=RESULTS)
