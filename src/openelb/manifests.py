@@ -1,6 +1,6 @@
 """Checks a set of manifests the way the cluster would: each object on its own, then the
 pools together, then whether anything among them can announce each pool (the
-controller's NotAnnounced check, planner/coverage). Used by `openelb validate` (and
+controller's NotAnnounced check, ipam/coverage). Used by `openelb validate` (and
 later by the webhook).
 
 Pure (DESIGN §3 level of api/ipam): takes parsed YAML documents, returns findings.
@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openelb.api import bgp, eip, errors, service
-from openelb.ipam import pools
-from openelb.planner import coverage
+from openelb.ipam import coverage, pools
 
 __all__ = ["Finding", "check_documents"]
 

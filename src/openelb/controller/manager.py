@@ -30,11 +30,10 @@ from openelb import health
 from openelb.api import annotations as api_annotations
 from openelb.api import bgp, errors, service
 from openelb.controller import eips, metrics, outcome, queue, services
-from openelb.ipam import allocator
+from openelb.ipam import allocator, coverage
 from openelb.ipam import errors as ipam_errors
 from openelb.kube import client, events, informer, leases, resources
 from openelb.kube import errors as kube_errors
-from openelb.planner import coverage
 
 __all__ = ["ControllerSettings", "run"]
 

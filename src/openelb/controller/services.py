@@ -25,11 +25,10 @@ from typing import Any, Final
 
 from openelb.api import annotations, errors, service
 from openelb.controller import metrics, outcome
-from openelb.ipam import allocator
+from openelb.ipam import allocator, coverage
 from openelb.ipam import errors as ipam_errors
 from openelb.kube import client, events, informer, resources
 from openelb.kube import errors as kube_errors
-from openelb.planner import coverage
 
 __all__ = ["ServiceReconciler"]
 

@@ -4,6 +4,6 @@ Pure (DESIGN §3): no I/O, no logging, no clock. Called by the controller (leade
 and by the webhook. Import submodules as namespaces (`from openelb.ipam import allocator`).
 """
 
-from openelb.ipam import allocator, errors, occupancy, pools, ranges, sharing
+from openelb.ipam import allocator, coverage, errors, occupancy, pools, ranges, sharing
 
-__all__ = ["allocator", "errors", "occupancy", "pools", "ranges", "sharing"]
+__all__ = ["allocator", "coverage", "errors", "occupancy", "pools", "ranges", "sharing"]

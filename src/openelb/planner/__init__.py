@@ -2,6 +2,6 @@
 announce. Pure (DESIGN §3): no I/O, no logging, no clock. Import submodules as
 namespaces (`from openelb.planner import bgp`)."""
 
-from openelb.planner import bgp, coverage, eligibility, snapshot
+from openelb.planner import bgp, eligibility, snapshot
 
-__all__ = ["bgp", "coverage", "eligibility", "snapshot"]
+__all__ = ["bgp", "eligibility", "snapshot"]

@@ -5,7 +5,7 @@ unannounceable (or the reverse)."""
 import typing
 
 from openelb.api import eip
-from openelb.planner import coverage
+from openelb.ipam import coverage
 from openelb.speaker import modes
 
 

@@ -1,9 +1,11 @@
 """Whether anything can announce a pool's addresses at all: the black-hole check.
 
-Pure (DESIGN §3, "never silent"). An address from a pool that no node can announce is
-the worst thing a load balancer can hand out: the Service shows an EXTERNAL-IP that
-nobody answers. The controller (a Warning Event and a status condition on the Service)
-and `openelb validate` ask `unannounced` the same question, so they say the same words.
+Pure (DESIGN §3, "never silent"); in ipam because it judges pools, and both the
+controller and manifests.py (beside the planner's layer) use it. An address from a
+pool that no node can announce is the worst thing a load balancer can hand out: the
+Service shows an EXTERNAL-IP that nobody answers. The controller (a Warning Event and
+a status condition on the Service) and `openelb validate` ask `unannounced` the same
+question, so they say the same words.
 
 One rule per announcement mode, named by the Eip's `spec.protocol`; the speaker's modes
 (speaker/modes) implement the same names, and a unit test keeps the two lists equal.
