@@ -6,9 +6,10 @@ holders. Returns a refusal (holder and reason) or None; never raises, never logs
 Sharing is allowed when every holder and the newcomer
   * carry the same non-empty sharing key, or all asked for this exact IP (OpenELB), and
   * use no port/protocol pair twice, and
-  * are all externalTrafficPolicy Cluster, or all select the very same pods (a Local
-    Service is announced only where its own endpoints are, which must then be the
-    endpoints of every sharer too).
+  * are all externalTrafficPolicy Cluster, or all Local and selecting the very same
+    pods (a Local Service is announced only where its own endpoints are, which must
+    then be the endpoints of every sharer too; a Cluster sharer would send traffic to
+    nodes the Local one does not announce, so the two never mix, as in MetalLB).
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ def check(
             return refusal
     group = [newcomer, *all_holders]
     if any(s.traffic_policy is service.TrafficPolicy.LOCAL for s in group):
+        mixed = next((h for h in all_holders
+                      if h.traffic_policy is not newcomer.traffic_policy), None)
+        if mixed is not None:
+            return Refusal(
+                mixed.key,
+                f"externalTrafficPolicy {newcomer.traffic_policy.value} cannot share an IP "
+                f"with {mixed.traffic_policy.value}",
+            )
         odd = next((h for h in all_holders if h.selector != newcomer.selector), None)
         if odd is not None:
             return Refusal(
