@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 ANNOUNCEABLE: Final = "openelb.kubesphere.io/Announceable"  # Service status condition
 NOT_ANNOUNCED: Final = "NotAnnounced"  # its Warning Event
 OBSOLETE_ANNOTATION: Final = "ObsoleteAnnotation"
+SHARING_BROKEN: Final = "SharingBroken"
 ASSIGN_IP: Final = "AssignIP"
 ASSIGN_IP_FAILED: Final = "AssignIPFailed"
 RELEASE_IP: Final = "ReleaseIP"
@@ -164,6 +165,7 @@ class ServiceReconciler:
             freed = frozenset(before.ips) - frozenset(got.ips)
         if before != got:
             self._pools_touched(touched, freed)
+        await self._explain_moves(raw, svc, before, got)
         version = await self._write(raw, svc, got, announce=resolved)
         await self._report_coverage(raw, svc, got, version)
         return outcome.Done()
@@ -202,6 +204,26 @@ class ServiceReconciler:
             "metadata": {"resourceVersion": version},
             "status": {"conditions": [condition]}}, namespace=svc.namespace,
             subresource="status", content_type=client.STRATEGIC_MERGE_PATCH)
+
+    async def _explain_moves(self, raw: Mapping[str, Any], svc: service.LbService,
+                             before: allocator.Assignment | None,
+                             got: allocator.Assignment) -> None:
+        """A Service moved off an address others still share, because an edit of its own
+        broke the sharing rules, is told which rule (the others keep the address)."""
+        if before is None:
+            return
+        for ip in before.ips:
+            if ip in got.ips or svc.requested_for(ip.version) not in (None, ip):
+                continue
+            refusal = self._alloc.sharing_refusal(svc, ip)
+            if refusal is None:
+                continue
+            moved_to = next((str(new) for new in got.ips if new.version == ip.version), "")
+            await self._recorder.record(
+                _ref(raw), "Warning", SHARING_BROKEN,
+                f"no longer shares {ip} with {refusal.holder}: {refusal.why}; "
+                f"moved to {moved_to or 'no address'}",
+                service=svc.key, ip=str(ip), holder=refusal.holder)
 
     @staticmethod
     def _asks_elsewhere(svc: service.LbService) -> bool:

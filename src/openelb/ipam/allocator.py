@@ -168,6 +168,12 @@ class Allocator:
     def holders(self, ip: IP) -> tuple[str, ...]:
         return tuple(sorted(self._holders.get(ip, ())))
 
+    def sharing_refusal(self, svc: service.LbService, ip: IP) -> sharing.Refusal | None:
+        """Why `svc` may not share `ip` with its holders now, or None when it may (or
+        nobody else holds it)."""
+        holders = self._holders.get(ip)
+        return sharing.check(svc, ip, holders.values()) if holders else None
+
     def __len__(self) -> int:
         """Number of Services holding at least one address."""
         return len(self._by_service)

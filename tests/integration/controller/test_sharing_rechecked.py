@@ -1,7 +1,8 @@
 """Sharing is checked again when a sharer changes (issue #12, item 6): the Service whose
-edit broke MetalLB's rules moves to another address with an AssignIP Event, the other
-keeps the shared one. Here the edit makes one of two Cluster Services Local while both
-select the same pods, a mix MetalLB refuses."""
+edit broke MetalLB's rules moves to another address, with an AssignIP Event and a
+SharingBroken Warning naming the rule; the other keeps the shared one. Here the edit
+makes one of two Cluster Services Local while both select the same pods, a mix MetalLB
+refuses."""
 
 import pytest
 
@@ -34,4 +35,9 @@ async def test_the_service_that_breaks_the_sharing_rules_moves_the_other_stays(
     new = await harness.eventually(moved, what="https moves off the shared address")
     event = await cluster.wait_event("https", "AssignIP", new)
     assert new in event["message"]
+    why = await cluster.wait_event("https", "SharingBroken", event_type="Warning")
+    assert why["message"] == (
+        f"no longer shares {shared} with {cluster.namespace}/http: externalTrafficPolicy "
+        f"Local cannot share an IP with Cluster; moved to {new}")
+    assert [e for e in await cluster.events("http") if e.get("reason") == "SharingBroken"] == []
     assert harness.ingress_ips(await cluster.get_service("http")) == (shared,)
