@@ -60,7 +60,7 @@ class Speaker:
         self._announced: dict[str, Mapping[str, frozenset[Any]]] = {
             m.name: {} for m in self.modes}
         self._states: dict[str, object] = {}  # mode -> Round.state of its last round
-        self._skip_reasons: dict[str, set[str]] = {}  # mode -> labels of the skip gauge
+        self._skip_series: dict[str, set[tuple[str, ...]]] = {}  # mode -> its skip series
         self.applied = asyncio.Event()
 
     async def start(self) -> None:
@@ -136,14 +136,11 @@ class Speaker:
         return changed, failed
 
     def _count_skipped(self, mode: str, skipped: Mapping[str, eligibility.Skip]) -> None:
-        reasons: dict[str, int] = {}
+        counts: dict[tuple[str, ...], float] = {}
         for why in skipped.values():
-            reasons[str(why)] = reasons.get(str(why), 0) + 1
-        for gone in self._skip_reasons.get(mode, set()) - set(reasons):
-            self.stats.skipped.remove(mode, gone)
-        for why_text, count in reasons.items():
-            self.stats.skipped.labels(mode, why_text).set(count)
-        self._skip_reasons[mode] = set(reasons)
+            counts[(mode, str(why))] = counts.get((mode, str(why)), 0) + 1
+        self._skip_series[mode] = metrics.sync_series(
+            self.stats.skipped, self._skip_series.get(mode, set()), counts)
 
     def _post_events(self, mode: seam.Mode, result: seam.Round) -> None:
         """Log each Service this node starts or stops announcing; its Event is posted in

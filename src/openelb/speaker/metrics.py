@@ -1,11 +1,26 @@
 """The speaker's Prometheus metrics (DESIGN §7), on a registry passed in."""
 
+from collections.abc import Mapping, Set
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from openelb.announce import layer2 as l2
 from openelb.announce.liveness import codec, udp
 
-__all__ = ["SpeakerMetrics"]
+__all__ = ["SpeakerMetrics", "sync_series"]
+
+Labels = tuple[str, ...]
+
+
+def sync_series(gauge: Gauge, shown: Set[Labels], now: Mapping[Labels, float]
+                ) -> set[Labels]:
+    """Make `gauge` show exactly the series `now` (label values -> value), removing the
+    ones in `shown` that are gone; returns what it shows now, for the next call."""
+    for labels in shown - now.keys():
+        gauge.remove(*labels)
+    for labels, value in now.items():
+        gauge.labels(*labels).set(value)
+    return set(now)
 
 
 class SpeakerMetrics:

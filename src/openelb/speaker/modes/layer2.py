@@ -26,12 +26,11 @@ from typing import Any
 
 from openelb.announce import layer2 as l2
 from openelb.announce.liveness import udp
-from openelb.api import addresses, nodes
-from openelb.ipam import pools as ipam_pools
+from openelb.api import nodes
 from openelb.kube import errors as kube_errors
 from openelb.kube import events, resources
 from openelb.planner import eligibility, ownership, snapshot
-from openelb.speaker import seam
+from openelb.speaker import interfaces, metrics, seam
 
 __all__ = ["ADDRESS_CONFLICT", "CLOCK_SKEW", "Layer2Mode"]
 
@@ -54,10 +53,10 @@ class Layer2Mode:
                                             on_conflict=self._address_conflict,
                                             on_lost=ctx.wake)
         self.plan = ownership.Layer2Plan()
-        self._interfaces: dict[str, str | None] = {}
+        self._interfaces = interfaces.InterfaceResolver(self.node, self.name)
         self._rejoins = 0  # heartbeats.rejoins as last acted on
         self._secret_checked = -1e9
-        self._owned: set[tuple[str, str]] = set()
+        self._owned: set[tuple[str, ...]] = set()  # (ip, service) series of the gauge
 
     def ready(self) -> tuple[bool, str]:
         return True, "ok"
@@ -127,13 +126,12 @@ class Layer2Mode:
     def _count_ownership(self, announced: Mapping[str, frozenset[Any]]) -> None:
         stats = self._ctx.stats
         now = {(str(ip), key) for key, ips in announced.items() for ip in ips}
-        for ip, key in now - self._owned:
-            stats.layer2_owned.labels(ip, key).set(1)
-            stats.layer2_ownership_changes.labels("acquired").inc()
-        for ip, key in self._owned - now:
-            stats.layer2_owned.remove(ip, key)
-            stats.layer2_ownership_changes.labels("released").inc()
-        self._owned = now
+        for change, count in (("acquired", len(now - self._owned)),
+                              ("released", len(self._owned - now))):
+            if count:
+                stats.layer2_ownership_changes.labels(change).inc(count)
+        self._owned = metrics.sync_series(stats.layer2_owned, self._owned,
+                                          dict.fromkeys(now, 1))
 
     async def apply(self, snap: snapshot.Snapshot) -> seam.Round:
         await self._start_heartbeats()
@@ -141,20 +139,9 @@ class Layer2Mode:
         self._count_ownership(plan.announced)
         return seam.Round(plan.announced, plan.skipped, plan.claims)
 
-    def _resolve(self, pool: ipam_pools.Pool) -> str | None:
-        """The interface name this node uses for a layer-2 pool, or None."""
-        probe = addresses.parse_address(pool.declared_text).first
-        name = l2.resolve_interface(pool.interface, probe) if pool.interface else None
-        if self._interfaces.get(pool.name, "?") != name:
-            log.info("layer2 interface", extra={"op": "layer2", "eip": pool.name,
-                                               "interface": name or "", "node": self.node,
-                                               "reason": "" if name else "noInterface"})
-            self._interfaces[pool.name] = name
-        return name
-
     async def _apply(self, snap: snapshot.Snapshot) -> ownership.Layer2Plan:
         layer2_pools = {n: p for n, p in snap.pools.items() if p.protocol == "layer2"}
-        resolved = {n: self._resolve(p) for n, p in layer2_pools.items()}
+        resolved = {n: self._interfaces.resolve(p) for n, p in layer2_pools.items()}
         mine = frozenset(n for n, iface in resolved.items() if iface)
         ready = frozenset(n for n, info in snap.nodes.items()
                           if eligibility.node_skip(info) is None)

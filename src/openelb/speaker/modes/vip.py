@@ -23,7 +23,7 @@ from openelb.kube import errors as kube_errors
 from openelb.kube import events, resources
 from openelb.planner import eligibility, snapshot
 from openelb.planner import vip as vip_plan
-from openelb.speaker import seam
+from openelb.speaker import interfaces, metrics, seam
 
 __all__ = ["KEEPALIVED_FAILED", "VIP_UNSERVED", "VipMode"]
 
@@ -47,11 +47,10 @@ class VipMode:
                                                 on_state=self._state_changed,
                                                 on_exit=self._exited)
         self._cluster = ctx.settings.vrrp_cluster_id
-        self.plan = vip_plan.VipPlan()
         self._by_name: dict[str, vip_plan.VrrpInstance] = {}
-        self._interfaces: dict[str, str | None] = {}
+        self._interfaces = interfaces.InterfaceResolver(self.node, self.name)
         self._warned: dict[str, str] = {}  # service key -> the Warning last posted
-        self._masters: set[str] = set()  # addresses the master gauge shows
+        self._masters: set[tuple[str, ...]] = set()  # series the master gauge shows
 
     async def start(self) -> None:
         return None
@@ -84,20 +83,11 @@ class VipMode:
                                                      "source": f"namespace/{CLUSTER_NAMESPACE}"})
         return self._cluster
 
-    def _resolve(self, spec: str, pool: str, probe: addresses.IPAddress) -> str | None:
-        name = l2.resolve_interface(spec, probe) if spec else None
-        if self._interfaces.get(pool, "?") != name:
-            log.info("vip interface", extra={"op": "vip", "eip": pool, "interface": name or "",
-                                             "node": self.node,
-                                             "reason": "" if name else "noInterface"})
-            self._interfaces[pool] = name
-        return name
-
     async def apply(self, snap: snapshot.Snapshot) -> seam.Round:
         wanted = any(p.protocol == vip_plan.PROTOCOL for p in snap.pools.values())
         if not wanted:
             await self.keepalived.set(None)
-            self.plan, self._by_name = vip_plan.VipPlan(), {}
+            self._by_name = {}
             return seam.Round()
         try:
             cluster = await self._cluster_id()
@@ -107,8 +97,11 @@ class VipMode:
         skipped = dict(plan.skipped)
         instances: dict[str, config.Instance] = {}
         by_name: dict[str, vip_plan.VrrpInstance] = {}
+        # One resolution per pool (a route lookup for can_reach:), not per address.
+        resolved = {name: self._interfaces.resolve(snap.pools[name])
+                    for name in {inst.pool for inst in plan.instances}}
         for inst in sorted(plan.instances):
-            iface = self._resolve(inst.interface, inst.pool, inst.ip)
+            iface = resolved[inst.pool]
             if iface is None:
                 continue
             instances[inst.name] = config.Instance(inst.name, inst.vrid, iface, inst.priority,
@@ -146,7 +139,7 @@ class VipMode:
                       extra={"op": "vip", "error": str(exc)})
             raise
         self._warn(warnings)
-        self.plan, self._by_name = plan, by_name
+        self._by_name = by_name
         announced: dict[str, set[addresses.IPAddress]] = {}
         for name, state in self.keepalived.states.items():
             held = by_name.get(name)
@@ -177,13 +170,8 @@ class VipMode:
             del self._warned[key]
 
     def _count_masters(self, masters: set[addresses.IPAddress]) -> None:
-        now = {str(ip) for ip in masters}
-        gauge = self._ctx.stats.vip_master
-        for ip in now - self._masters:
-            gauge.labels(ip).set(1)
-        for ip in self._masters - now:
-            gauge.remove(ip)
-        self._masters = now
+        self._masters = metrics.sync_series(self._ctx.stats.vip_master, self._masters,
+                                            dict.fromkeys(((str(ip),) for ip in masters), 1))
 
     async def aclose(self) -> None:
         await self.keepalived.aclose()

@@ -32,7 +32,6 @@ class BgpMode:
         self.status = status.StatusWriter(ctx.kube, node, ctx.informers["bgpconfs"],
                                           ctx.informers["bgppeers"])
         self.reachability = reachability.PeerReachability(node, ctx.wake)
-        self.plan: bgp_plan.BgpPlan | None = None
 
     def _session_changed(self, peer: str, state: str) -> None:
         self._ctx.stats.session_up.labels(peer).set(1 if state == "up" else 0)
@@ -47,7 +46,6 @@ class BgpMode:
     async def apply(self, snap: snapshot.Snapshot) -> seam.Round:
         plan = bgp_plan.plan_bgp(snap)
         await self.announcer.set(plan)
-        self.plan = plan
         prefixes = {r.address for routes in plan.routes.values() for r in routes}
         self._ctx.stats.announced_prefixes.set(len(prefixes))
         info = snap.nodes.get(snap.node)
