@@ -172,7 +172,10 @@ class Keepalived:
             log.debug("keepalived notify line ignored", extra={"op": "vip",
                                                               "line": line.rstrip()})
             return
-        name, state = parsed
+        self._set_state(*parsed)
+
+    def _set_state(self, name: str, state: str) -> None:
+        """Record and report one instance's state; STOP and DELETED mean it is gone."""
         if state in ("STOP", "DELETED"):
             self.states.pop(name, None)
         elif self.states.get(name) != state:
@@ -200,7 +203,7 @@ class Keepalived:
                 return
             self.restarts += 1
             for name in list(self.states):  # its masterships went with it
-                self._note(f'INSTANCE "{name}" STOP 0')
+                self._set_state(name, "STOP")
             log.error("keepalived exited, restarting", extra={
                 "op": "vip", "error": f"exit code {code}", "after": backoff})
             self._on_exit(code)
@@ -257,7 +260,7 @@ class Keepalived:
             supervisor.cancel()
             await asyncio.gather(supervisor, return_exceptions=True)
         for name in list(self.states):
-            self._note(f'INSTANCE "{name}" STOP 0')
+            self._set_state(name, "STOP")
 
     async def aclose(self) -> None:
         await self.stop()
