@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -130,11 +131,15 @@ async def idle_costs(c: testenv_cluster.Cluster, seconds: float) -> dict[str, An
 
 
 def garps(lines: list[str], ip: str) -> list[tuple[float, str]]:
-    """(epoch, source MAC) of each gratuitous ARP for `ip` in tcpdump output."""
-    needle = f"Request who-has {ip} tell {ip},"
+    """(epoch, source MAC) of each gratuitous ARP for `ip` in tcpdump output. The
+    speaker's leaves the target hardware address zero and tcpdump prints nothing there;
+    keepalived's (bench/vip.py) sets it to broadcast, which tcpdump prints after the
+    address: `Request who-has <ip> (ff:ff:ff:ff:ff:ff) tell <ip>, length 28`."""
+    needle = re.compile(rf"Request who-has {re.escape(ip)} (?:\([0-9a-f:]{{17}}\) )?"
+                        rf"tell {re.escape(ip)},")
     found = []
     for line in lines:
-        if needle in line and (match := _LINE.match(line)):
+        if needle.search(line) and (match := _LINE.match(line)):
             found.append((float(match["at"]), match["src"]))
     return found
 
@@ -184,6 +189,16 @@ class StatusWatch:
                 await self._task
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Takeover:
+    """What the LAN client saw of one takeover, in seconds from the fault."""
+
+    neighbour_s: float  # its neighbour entry holds the new node's MAC
+    failover_s: float  # and HTTP answers from the new node
+    first_garp_s: float | None  # the new node's first gratuitous ARP on its wire
+    off_old_s: float | None = None  # its entry no longer holds the old node's MAC
+
+
 class Bench:
     def __init__(self, c: testenv_cluster.Cluster, capture: netlab.Capture) -> None:
         self.c = c
@@ -222,8 +237,19 @@ class Bench:
                        ) -> tuple[float, float, float | None]:
         """(neighbour_s, failover_s, first_garp_s) from now until the client's entry for
         `ip` holds `new`'s MAC and HTTP answers from `new`. Call right after the fault."""
+        seen = await self.watch_takeover(ip, new, time.time(), time.monotonic(),
+                                         timeout=timeout)
+        return seen.neighbour_s, seen.failover_s, seen.first_garp_s
+
+    async def watch_takeover(self, ip: str, new: str, started_wall: float, started: float,
+                             *, old: str | None = None, timeout: float = 30.0) -> Takeover:
+        """Seconds from the fault (at `started_wall` epoch, `started` monotonic) until
+        the client's neighbour entry for `ip` holds `new`'s MAC and HTTP answers from
+        `new`, and to `new`'s first gratuitous ARP; with `old`, also until the entry no
+        longer holds `old`'s MAC (whichever node it holds then)."""
         new_mac = self.c.lab.node(new).mac
-        started_wall, started = time.time(), time.monotonic()
+        old_mac = self.c.lab.node(old).mac if old is not None else None
+        off_s: float | None = None
         neighbour_s: float | None = None
         last: object = None
         while True:
@@ -233,7 +259,10 @@ class Bench:
             if neighbour_s is None:
                 entry = await self.client.neighbor(ip)
                 last = entry
-                if entry is not None and entry.mac == new_mac:
+                mac = entry.mac if entry is not None else None
+                if off_s is None and old_mac is not None and mac not in (None, old_mac):
+                    off_s = time.monotonic() - started
+                if mac == new_mac:
                     neighbour_s = time.monotonic() - started
             if neighbour_s is not None:
                 try:
@@ -247,7 +276,7 @@ class Bench:
         await asyncio.sleep(0.2)  # let tcpdump's last lines land
         first = next((at - started_wall for at, mac in garps(self.capture.lines(), ip)
                       if mac == new_mac and at >= started_wall), None)
-        return neighbour_s, failover_s, first
+        return Takeover(neighbour_s, failover_s, first, off_s)
 
 
 def owner_of(ip: str, nodes: list[str]) -> str:

@@ -29,7 +29,7 @@ on eth0, so only it answers ARP. Then:
    names (a backup whose keepalived reloaded first may become master for a moment,
    until the rule's master preempts after the preempt delay; `first_master_not_owner`
    counts those samples). keepalived's gratuitous ARPs are printed by tcpdump with a
-   target MAC (see garps() here), so bench/layer2.py's parser is not used for them;
+   target MAC, which bench/layer2.py's garps() reads too;
 3. peak RSS (VmHWM) of each speaker and of its keepalived processes (the parent and its
    VRRP child, from the pid files in `<node>/speaker/vip/`), read after the start,
    before each kill and at the end; per node the largest seen for each of the three,
@@ -66,7 +66,6 @@ import contextlib
 import json
 import os
 import platform
-import re
 import signal
 import sys
 import tempfile
@@ -85,24 +84,6 @@ RESULTS = REPO / "bench" / "results" / "vip.json"
 NAMESPACE = "bench-vip"
 POOL = "192.0.2.128-192.0.2.254"  # inside the lab's LAN 192.0.2.0/24 (nodes .11-.99, client .100)
 INTERFACE = "eth0"  # every lab node's LAN interface
-# tcpdump -n -e -tt: "<epoch> <src mac> > <dst mac>, ethertype ARP ..., length N: <packet>"
-_LINE = re.compile(r"^(?P<at>\d+\.\d+) (?P<src>[0-9a-f:]{17}) > ")
-
-
-def garps(lines: list[str], ip: str) -> list[tuple[float, str]]:
-    """(epoch, source MAC) of each gratuitous ARP for `ip` in tcpdump output.
-
-    bench/layer2.py's garps() with one difference: keepalived's gratuitous ARP carries
-    the broadcast address as target hardware address, which tcpdump prints after the
-    address, `Request who-has <ip> (ff:ff:ff:ff:ff:ff) tell <ip>, length 28`; the
-    speaker's own (layer 2) leaves it zero and tcpdump prints nothing there."""
-    needle = re.compile(rf"Request who-has {re.escape(ip)} (?:\([0-9a-f:]{{17}}\) )?"
-                        rf"tell {re.escape(ip)},")
-    found = []
-    for line in lines:
-        if needle.search(line) and (match := _LINE.match(line)):
-            found.append((float(match["at"]), match["src"]))
-    return found
 
 
 def keepalived_pids(host: netlab.Host) -> dict[str, int]:
@@ -169,46 +150,19 @@ class VipBench(layer2.Bench):
         await netlab.poll_until(f"{ip} mastered by {node}", probe, timeout,
                                 self.c.speaker_logs, 0.1)
 
-    async def takeover_from(self, ip: str, old: str, new: str, since: float,
-                            timeout: float = 30.0) -> dict[str, float | None]:
-        """Seconds from epoch `since` (the fault) until the client's neighbour entry for
-        `ip` no longer holds `old`'s MAC (`client_off_victim_s`: whichever node it holds
-        then answers, as every node serves the address), until it holds `new`'s MAC
-        (`neighbour_s`) and HTTP answers from `new` (`failover_s`), and of `new`'s first
-        gratuitous ARP (`first_garp_s`). layer2.Bench.takeover, plus the first figure
-        and keepalived's gratuitous ARPs (see garps())."""
-        old_mac, new_mac = self.c.lab.node(old).mac, self.c.lab.node(new).mac
-        off_s: float | None = None
-        neighbour_s: float | None = None
-        last: object = None
-        while True:
-            elapsed = time.time() - since
-            if elapsed > timeout:
-                raise netlab.WaitTimeout(f"takeover of {ip} by {new}", timeout, last,
-                                         self.c.speaker_logs())
-            if neighbour_s is None:
-                entry = await self.client.neighbor(ip)
-                last = entry
-                mac = entry.mac if entry is not None else None
-                if off_s is None and mac is not None and mac != old_mac:
-                    off_s = time.time() - since
-                if mac == new_mac:
-                    neighbour_s = time.time() - since
-            if neighbour_s is not None:
-                try:
-                    last = (await self.c.lab.http_get(self.client, ip, timeout=1.0)).strip()
-                except netlab.CommandFailed as exc:
-                    last = str(exc)
-                if last == new:
-                    failover_s = time.time() - since
-                    break
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)  # let tcpdump's last lines land
-        first = next((at - since for at, mac in garps(self.capture.lines(), ip)
-                      if mac == new_mac and at >= since), None)
-        return {"failover_s": round(failover_s, 3), "neighbour_s": round(neighbour_s, 3),
-                "client_off_victim_s": None if off_s is None else round(off_s, 3),
-                "first_garp_s": None if first is None else round(first, 3)}
+    async def takeover_from(self, ip: str, old: str, new: str, since_wall: float,
+                            since: float) -> dict[str, float | None]:
+        """layer2.Bench's takeover from the fault (epoch `since_wall`, monotonic
+        `since`), plus `client_off_victim_s`: until the client's neighbour entry no
+        longer holds `old`'s MAC (whichever node it holds then answers, as every node
+        serves the address)."""
+        seen = await self.watch_takeover(ip, new, since_wall, since, old=old)
+        return {"failover_s": round(seen.failover_s, 3),
+                "neighbour_s": round(seen.neighbour_s, 3),
+                "client_off_victim_s": None if seen.off_old_s is None
+                else round(seen.off_old_s, 3),
+                "first_garp_s": None if seen.first_garp_s is None
+                else round(seen.first_garp_s, 3)}
 
     def pids(self, node: str) -> dict[str, int]:
         found = {}
@@ -297,9 +251,9 @@ async def bench_vip(args: argparse.Namespace) -> dict[str, Any]:
                 heir = layer2.owner_of(ip, [n for n in b.nodes if n != victim])
                 await b.wait_stable(ip, victim)
                 b.sample_hwm()
-                killed_wall = time.time()
+                killed_wall, killed = time.time(), time.monotonic()
                 c.speakers[victim].signal(signal.SIGKILL)
-                moved = await b.takeover_from(ip, victim, heir, killed_wall)
+                moved = await b.takeover_from(ip, victim, heir, killed_wall, killed)
                 gone_s = await keepalived_gone(lab.node(victim), killed_wall)
                 restarted = time.monotonic()
                 await c.restart_speaker(victim)
@@ -323,7 +277,7 @@ async def bench_vip(args: argparse.Namespace) -> dict[str, Any]:
 
                 async def first_garps(ip: str = ip, after: float = created,
                                       owner_mac: str = owner_mac) -> tuple[bool, object]:
-                    found = [(at, mac) for at, mac in garps(capture.lines(), ip)
+                    found = [(at, mac) for at, mac in layer2.garps(capture.lines(), ip)
                              if at >= after]
                     mine = [at for at, mac in found if mac == owner_mac]
                     return bool(mine), (found[0] if found else None, mine[0] if mine else None)
