@@ -1,7 +1,7 @@
 """Checks a set of manifests the way the cluster would: each object on its own, then the
 pools together, then whether anything among them can announce each pool (the
-controller's NotAnnounced check, ipam/coverage). Used by `openelb validate` (and
-later by the webhook).
+controller's NotAnnounced check, ipam/coverage). Used by `openelb validate`; the words
+come from validation.py, which the admission webhook asks too.
 
 Pure (DESIGN §3 level of api/ipam): takes parsed YAML documents, returns findings.
 """
@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from openelb import validation
 from openelb.api import bgp, eip, errors, service
 from openelb.ipam import coverage, pools
 
@@ -45,31 +46,52 @@ def check_documents(docs: Iterable[Any], *, lb_class: str | None = None) -> list
     parsed_pools: dict[str, tuple[str, pools.Pool]] = {}
     confs: list[bgp.BgpConf] = []
     peers: list[bgp.BgpPeer] = []
+    services: list[tuple[str, dict[str, Any]]] = []
     for doc in docs:
         if not isinstance(doc, dict):
             continue
         kind, ref = doc.get("kind"), _ref(doc)
-        try:
-            if kind == "Eip":
+        verdict = validation.Verdict()
+        if kind == "Eip":
+            try:
                 pool = pools.Pool.from_eip(eip.Eip.parse(doc))
-                parsed_pools[pool.name] = (ref, pool)
-                continue  # judged with the other pools below
-            if kind == "BgpConf":
-                confs.append(bgp.BgpConf.parse(doc))
-            elif kind == "BgpPeer":
-                peers.append(bgp.BgpPeer.parse(doc))
-            elif kind == "Service":
-                service.LbService.parse(doc, lb_class=lb_class)
-            else:
+            except errors.InvalidObject as exc:
+                findings.append(Finding(ref, exc.message))
                 continue
-        except errors.InvalidObject as exc:
-            findings.append(Finding(ref, exc.message))
+            parsed_pools[pool.name] = (ref, pool)
+            continue  # judged with the other pools below
+        if kind == "BgpConf":
+            verdict = validation.check_bgpconf(doc)
+            if verdict.allowed:
+                confs.append(bgp.BgpConf.parse(doc))
+        elif kind == "BgpPeer":
+            verdict = validation.check_bgppeer(doc, peers)
+            if verdict.allowed:
+                peers.append(bgp.BgpPeer.parse(doc))
+        elif kind == "Service":
+            services.append((ref, doc))  # judged against the pools below
             continue
-        findings.append(Finding(ref))
-    problems = pools.find_problems(pool for _, pool in parsed_pools.values())
+        else:
+            continue
+        findings.append(Finding(ref, verdict.error, "; ".join(verdict.warnings)))
+    pool_list = [pool for _, pool in parsed_pools.values()]
+    problems = pools.find_problems(pool_list)
     for name, (ref, pool) in parsed_pools.items():
         problem = problems.get(name)
         gap = coverage.unannounced(pool, confs, peers)
         findings.append(Finding(ref, problem.message if problem else "",
                                 f"{gap.message} (among these manifests)" if gap else ""))
+    for ref, doc in services:
+        try:
+            service.LbService.parse(doc, lb_class=lb_class)
+        except errors.InvalidObject as exc:
+            findings.append(Finding(ref, exc.message))
+            continue
+        warnings: tuple[str, ...] = ()
+        if pool_list:  # pools, namespaces and holders live in the cluster; judge what is here
+            warnings = validation.check_service(
+                doc, lb_class=lb_class, pool_list=pool_list, namespace_labels={},
+                holders=lambda ip: ()).warnings
+        findings.append(Finding(ref, "", "; ".join(
+            f"{w} (among these manifests)" for w in warnings)))
     return findings

@@ -11,7 +11,7 @@ import ipaddress
 import math
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from openelb.api import annotations, errors, model, selectors
 
@@ -26,6 +26,8 @@ __all__ = [
 ]
 
 ASN_MAX = 4_294_967_295
+MIN_HOLD_TIME = 3  # seconds, RFC 4271 §4.2 (0, "no keepalives", is also allowed)
+MD5_KEY_MAX = 80  # bytes, Linux TCP_MD5SIG_MAXKEYLEN
 
 
 def _check_asn(value: int | None) -> int | None:
@@ -168,6 +170,17 @@ class PeerConf(model.KubeModel):
 
     _asns = field_validator("peer_as", "local_as")(_check_asn)
 
+    @field_validator("auth_password")
+    @classmethod
+    def _md5_key_fits(cls, value: str) -> str:
+        # Linux refuses a TCP MD5 key longer than TCP_MD5SIG_MAXKEYLEN (80 bytes), and the
+        # session would silently never come up; the CRD checks the same size.
+        size = len(value.encode())
+        if size > MD5_KEY_MAX:
+            raise ValueError(f"must be at most {MD5_KEY_MAX} bytes (the Linux TCP MD5 key "
+                             f"limit), got {size}")
+        return value
+
     @field_validator("neighbor_address")
     @classmethod
     def _neighbor_ip(cls, value: str) -> str:
@@ -179,6 +192,15 @@ class PeerConf(model.KubeModel):
 class EbgpMultihop(model.KubeModel):
     enabled: bool = False
     multihop_ttl: int = Field(0, alias="multihopTtl", ge=0, le=255)
+
+    @model_validator(mode="after")
+    def _ttl_when_enabled(self) -> "EbgpMultihop":
+        # Unset means 255 (planner/bgp.py); an explicit 0 would be a session no packet reaches.
+        if self.enabled and "multihop_ttl" in self.model_fields_set and self.multihop_ttl < 1:
+            raise model.SubfieldError(
+                "multihopTtl", "must be between 1 and 255 when spec.ebgpMultihop.enabled is "
+                f"true, got {self.multihop_ttl}")
+        return self
 
 
 class TimersConfig(model.KubeModel):
@@ -195,6 +217,23 @@ class TimersConfig(model.KubeModel):
     def seconds(value: Any) -> float | None:
         """A timer as float seconds, or None when unset."""
         return None if value is None or value == "" else float(value)
+
+    @model_validator(mode="after")
+    def _hold_time_rules(self) -> "TimersConfig":
+        # RFC 4271 §4.2: a hold time is 0 or at least 3 seconds; 0 here means "use the
+        # default" (planner/bgp.py). Keepalives must come before the hold timer expires.
+        # The CRD's CEL rules say the same in the same words.
+        hold = self.seconds(self.hold_time)
+        if hold is not None and hold != 0 and hold < MIN_HOLD_TIME:
+            raise model.SubfieldError(
+                "holdTime", f"must be 0 (use the default) or at least {MIN_HOLD_TIME} seconds, "
+                f"got {self.hold_time!r}")
+        keepalive = self.seconds(self.keepalive_interval)
+        if hold and keepalive is not None and keepalive >= hold:
+            raise model.SubfieldError(
+                "keepaliveInterval", "must be less than spec.timers.config.holdTime "
+                f"({self.hold_time!r}), got {self.keepalive_interval!r}")
+        return self
 
 
 class Timers(model.KubeModel):

@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from openelb import validation
 from openelb.api import addresses, annotations, bgp
 from openelb.planner import eligibility, snapshot
 
@@ -150,10 +151,13 @@ def plan_bgp(snap: snapshot.Snapshot) -> BgpPlan:
     local = {v: ip for v in (4, 6) if (ip := me.internal_ip(v)) is not None}
     speaker = GlobalSpec(router_id, local_as, conf.spec.listen_port or 179,
                          conf.spec.listen_addresses)
+    # A second BgpPeer to one neighbour from the same nodes is not used (the
+    # controller marks it not Ready and the webhook refuses new ones).
+    duplicates = validation.refused_peers(snap.bgp_peers)
     peers = tuple(
         _peer_spec(p, local_as, router_id, local)
         for p in sorted(snap.bgp_peers, key=lambda p: p.metadata.name)
-        if not p.ignored and p.selects(dict(me.labels))
+        if not p.ignored and p.metadata.name not in duplicates and p.selects(dict(me.labels))
     )
     announced: dict[str, frozenset[addresses.IPAddress]] = {}
     for svc, ips in bgp_services:

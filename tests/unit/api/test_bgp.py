@@ -88,9 +88,31 @@ def test_bgpconf_fields() -> None:
           "nodeSelector": {"matchExpressions": [{"key": "a", "operator": "Exists",
                                                  "values": ["x"]}]}},
          "spec.nodeSelector.matchExpressions[0].values: must be empty for operator Exists"),
+        ({"conf": {"peerAs": 1, "neighborAddress": "192.0.2.1"},
+          "timers": {"config": {"holdTime": 2}}},
+         "spec.timers.config.holdTime: must be 0 (use the default) or at least 3 seconds, got 2"),
+        ({"conf": {"peerAs": 1, "neighborAddress": "192.0.2.1"},
+          "timers": {"config": {"holdTime": "1"}}},
+         "spec.timers.config.holdTime: must be 0 (use the default) or at least 3 seconds,"
+         " got '1'"),
+        ({"conf": {"peerAs": 1, "neighborAddress": "192.0.2.1"},
+          "timers": {"config": {"holdTime": "9", "keepaliveInterval": 9}}},
+         "spec.timers.config.keepaliveInterval: must be less than spec.timers.config.holdTime"
+         " ('9'), got 9"),
+        ({"conf": {"peerAs": 1, "neighborAddress": "192.0.2.1", "authPassword": "é" * 41}},
+         "spec.conf.authPassword: must be at most 80 bytes (the Linux TCP MD5 key limit),"
+         " got 82"),
+        ({"conf": {"peerAs": 1, "neighborAddress": "192.0.2.1"},
+          "ebgpMultihop": {"enabled": True, "multihopTtl": 0}},
+         "spec.ebgpMultihop.multihopTtl: must be between 1 and 255 when"
+         " spec.ebgpMultihop.enabled is true, got 0"),
+        ({"conf": {"peerAs": 1, "neighborAddress": "192.0.2.1"},
+          "transport": {"remoteAddress": "tor.example"}},
+         'spec.transport.remoteAddress: "tor.example" is not an IP address'),
     ],
     ids=["asn zero", "neighbor not ip", "neighbor missing", "ttl too big", "timer text",
-         "selector values"],
+         "selector values", "hold below 3", "hold text below 3", "keepalive not below hold",
+         "md5 key over 80 bytes", "multihop ttl 0", "remote address not ip"],
 )
 def test_bad_peer_fields_are_named(patch: dict[str, Any], message: str) -> None:
     with pytest.raises(errors.InvalidObject) as caught:
@@ -102,3 +124,22 @@ def test_bad_router_id_is_named() -> None:
     with pytest.raises(errors.InvalidObject) as caught:
         bgp.BgpConf.parse({"spec": {"as": 64512, "routerId": "2001:db8::1"}})
     assert caught.value.message == 'spec.routerId: "2001:db8::1" is not a dotted IPv4 router ID'
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {"timers": {"config": {"holdTime": 0, "keepaliveInterval": 30}}},
+        {"timers": {"config": {"holdTime": "3", "keepaliveInterval": "1"}}},
+        {"timers": {"config": {"keepaliveInterval": 120}}},
+        {"ebgpMultihop": {"enabled": True}},
+        {"ebgpMultihop": {"enabled": False, "multihopTtl": 0}},
+        {"conf": {"peerAs": 1, "neighborAddress": "192.0.2.1", "authPassword": "x" * 80}},
+    ],
+    ids=["hold 0 is the default", "hold 3", "keepalive without hold", "multihop ttl unset",
+         "ttl 0 while disabled", "md5 key of 80 bytes"],
+)
+def test_boundary_peer_fields_are_accepted(patch: dict[str, Any]) -> None:
+    """The edges of the rules the CRD's CEL checks too: RFC 4271 hold times, the MD5 key."""
+    spec = {"conf": {"peerAs": 1, "neighborAddress": "192.0.2.1"}, **patch}
+    assert bgp.BgpPeer.parse({"metadata": {"name": "p"}, "spec": spec}).to_raw()["spec"] == spec
