@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
+from openelb.api import bgp, eip, errors
 from openelb.testenv import manifests
 
 pytestmark = pytest.mark.controlplane
@@ -71,12 +72,12 @@ def _message(exc: k8s.ApiException) -> str:
 
 
 async def test_crds_are_established_with_openelb_versions(admin: k8s.ApiClient) -> None:
-    """Eip serves v1alpha1 and v1alpha2 and stores v1alpha2; BgpConf/BgpPeer serve v1alpha2."""
+    """Every kind serves v1alpha1 and v1alpha2 and stores v1alpha2."""
     extensions = k8s.ApiextensionsV1Api(admin)
     expected = {
         "eips": ({"v1alpha1", "v1alpha2"}, "v1alpha2"),
-        "bgpconfs": ({"v1alpha2"}, "v1alpha2"),
-        "bgppeers": ({"v1alpha2"}, "v1alpha2"),
+        "bgpconfs": ({"v1alpha1", "v1alpha2"}, "v1alpha2"),
+        "bgppeers": ({"v1alpha1", "v1alpha2"}, "v1alpha2"),
     }
     for plural, (served, stored) in expected.items():
         crd = await extensions.read_custom_resource_definition(f"{plural}.{GROUP}")
@@ -338,10 +339,199 @@ async def test_eip_printer_columns_show_cidr_usage_total_ready_and_mode(
             "protocol": None}.items() <= cells.items()  # unset: BGP, the default
 
 
-async def test_bgpconf_and_bgppeer_v1alpha1_are_not_served(admin: k8s.ApiClient) -> None:
-    """Their v1alpha1 schemas differ; without a conversion webhook they are not offered."""
-    custom = k8s.CustomObjectsApi(admin)
-    for plural in ("bgpconfs", "bgppeers"):
-        with pytest.raises(k8s.ApiException) as missing:
-            await custom.list_cluster_custom_object(GROUP, "v1alpha1", plural)
-        assert missing.value.status == 404
+async def test_bgpconf_and_bgppeer_v1alpha1_are_served_deprecated_through_the_webhook(
+    admin: k8s.ApiClient,
+) -> None:
+    """v1alpha1 is back for BgpConf and BgpPeer: discovery lists it, marked deprecated, and
+    the apiserver converts it through /convert; Eip converts without the webhook."""
+    group: dict[str, Any] = await admin.call_api(
+        f"/apis/{GROUP}/v1alpha1", "GET", response_types_map={200: "object"},
+        auth_settings=["BearerToken"], _return_http_data_only=True,
+    )
+    assert {"eips", "bgpconfs", "bgppeers"} <= {r["name"] for r in group["resources"]}
+
+    extensions = k8s.ApiextensionsV1Api(admin)
+    for plural, kind in (("bgpconfs", "BgpConf"), ("bgppeers", "BgpPeer")):
+        crd = await extensions.read_custom_resource_definition(f"{plural}.{GROUP}")
+        (old,) = [v for v in crd.spec.versions if v.name == "v1alpha1"]
+        assert old.served
+        assert not old.storage
+        assert old.deprecated
+        assert f"use {GROUP}/v1alpha2 {kind}" in old.deprecation_warning
+        assert crd.spec.conversion.strategy == "Webhook"
+        assert crd.spec.conversion.webhook.conversion_review_versions == ["v1"]
+        service = crd.spec.conversion.webhook.client_config.service
+        assert (service.namespace, service.name, service.path, service.port) == (
+            "openelb-system", "openelb-webhook", "/convert", 443)
+    eips = await extensions.read_custom_resource_definition(f"eips.{GROUP}")
+    assert eips.spec.conversion.strategy == "None"
+
+
+async def test_a_v1alpha1_request_carries_the_deprecation_warning(admin: k8s.ApiClient) -> None:
+    """Listing no objects needs no conversion, so this works without the webhook."""
+    _, status, headers = await admin.call_api(
+        f"/apis/{GROUP}/v1alpha1/bgppeers", "GET", response_types_map={200: "object"},
+        auth_settings=["BearerToken"], _return_http_data_only=False,
+    )
+    assert status == 200
+    assert f"{GROUP}/v1alpha1 BgpPeer is deprecated" in headers.get("Warning", "")
+
+
+# ---- CEL rules: one per rule about a single object the OpenAPI keywords cannot say -------
+
+CEL_REFUSALS = [
+    pytest.param(
+        _with(BGPPEER, timers={"config": {"holdTime": 2}}), "spec.timers.config.holdTime",
+        "spec.timers.config.holdTime must be 0 (use the default) or at least 3 seconds",
+        id="bgppeer-hold-time-below-3",
+    ),
+    pytest.param(
+        _with(BGPPEER, timers={"config": {"holdTime": "1"}}), "spec.timers.config.holdTime",
+        "spec.timers.config.holdTime must be 0 (use the default) or at least 3 seconds",
+        id="bgppeer-hold-time-string-below-3",
+    ),
+    pytest.param(
+        _with(BGPPEER, timers={"config": {"holdTime": "9", "keepaliveInterval": 9}}),
+        "spec.timers.config.keepaliveInterval",
+        "spec.timers.config.keepaliveInterval must be less than spec.timers.config.holdTime",
+        id="bgppeer-keepalive-not-below-hold",
+    ),
+    pytest.param(
+        _with(BGPPEER, transport={"remoteAddress": "tor.example"}),
+        "spec.transport.remoteAddress", "spec.transport.remoteAddress must be an IP address",
+        id="bgppeer-remote-address-not-an-ip",
+    ),
+    pytest.param(
+        _with(BGPPEER, ebgpMultihop={"enabled": True, "multihopTtl": 0}),
+        "spec.ebgpMultihop.multihopTtl",
+        "spec.ebgpMultihop.multihopTtl must be between 1 and 255 when "
+        "spec.ebgpMultihop.enabled is true",
+        id="bgppeer-multihop-ttl-0",
+    ),
+    pytest.param(
+        _with(BGPPEER, conf={"peerAs": 64513, "neighborAddress": "192.0.2.254",
+                             "authPassword": "é" * 41}),
+        "spec.conf.authPassword",
+        "spec.conf.authPassword must be at most 80 bytes (the Linux TCP MD5 key limit)",
+        id="bgppeer-md5-key-over-80-bytes",
+    ),
+    pytest.param(
+        _with(EIP, address="192.0.2.20-192.0.2.10"), "spec.address",
+        "spec.address range start is after its end", id="eip-ipv4-range-reversed",
+    ),
+    pytest.param(
+        _with(EIP, address="192.0.2.10-192.0.2.9"), "spec.address",
+        "spec.address range start is after its end",
+        id="eip-ipv4-range-reversed-in-number-order",  # as text "10" sorts before "9"
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "field", "message"), CEL_REFUSALS)
+async def test_cel_rules_refuse_naming_the_field(
+    admin: k8s.ApiClient, body: dict[str, Any], field: str, message: str
+) -> None:
+    """The apiserver names the field, our message repeats it, and openelb.api agrees."""
+    with pytest.raises(k8s.ApiException) as rejected:
+        await _create(admin, body)
+    assert rejected.value.status == 422
+    text = _message(rejected.value)
+    assert f"{field}: " in text
+    assert message in text
+    parse = {"Eip": eip.Eip.parse, "BgpPeer": bgp.BgpPeer.parse}[body["kind"]]
+    with pytest.raises(errors.InvalidObject) as refused:
+        parse(body)
+    assert refused.value.field == field
+
+
+async def test_listen_port_minus_one_and_below_are_told_apart(admin: k8s.ApiClient) -> None:
+    """-1 (listen nowhere) and 0 (the default) are valid v1alpha2 ports; -2 is not."""
+    for port in (-1, 0):
+        created = await _create(admin, _with(BGPCONF, listenPort=port))
+        assert created["spec"]["listenPort"] == port
+        await k8s.CustomObjectsApi(admin).delete_cluster_custom_object(
+            GROUP, "v1alpha2", "bgpconfs", "default")
+    with pytest.raises(k8s.ApiException) as rejected:
+        await _create(admin, _with(BGPCONF, listenPort=-2))
+    assert "spec.listenPort: " in _message(rejected.value)
+
+
+OPENELB_PEER = _with(
+    BGPPEER,
+    conf={"peerAs": 64513, "neighborAddress": "192.0.2.254", "authPassword": "x" * 80},
+    timers={"config": {"holdTime": "90", "keepaliveInterval": "30", "connectRetry": "5"}},
+    ebgpMultihop={"enabled": True},
+    transport={"passiveMode": False, "remotePort": 179, "remoteAddress": ""},
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        OPENELB_PEER,
+        _with(BGPPEER, timers={"config": {"holdTime": 0, "keepaliveInterval": 30}}),
+        _with(BGPPEER, timers={"config": {"holdTime": 3, "keepaliveInterval": 1}}),
+        _with(BGPPEER, timers={"config": {"keepaliveInterval": 30}}),
+        _with(BGPPEER, ebgpMultihop={"enabled": False, "multihopTtl": 0}),
+        _with(BGPPEER, transport={"remoteAddress": "2001:db8::1"}),
+        _with(EIP, address="192.0.2.5-192.0.2.5"),
+        _with(EIP, address="192.0.2.9-192.0.2.10"),
+        _with(EIP, address="192.0.2.250-192.0.3.1"),
+        # CEL cannot order IPv6 addresses: a reversed IPv6 range is the webhook's to refuse.
+        _with(EIP, address="2001:db8::9-2001:db8::1"),
+    ],
+    ids=["openelb-peer", "hold-0-is-default", "hold-3", "keepalive-without-hold",
+         "ttl-0-while-disabled", "remote-address-ipv6", "range-of-one", "range-in-number-order",
+         "range-over-octet",
+         "ipv6-range-reversed"],
+)
+async def test_cel_rules_accept_valid_objects(admin: k8s.ApiClient, body: dict[str, Any]) -> None:
+    created = await _create(admin, copy.deepcopy(body))
+    assert created["spec"] == body["spec"]
+
+
+async def _table(api: k8s.ApiClient, path: str) -> dict[str, Any]:
+    """The first row of `kubectl get`'s table for one object, by column name."""
+    table: dict[str, Any] = await api.call_api(
+        path, "GET",
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        response_types_map={200: "object"}, auth_settings=["BearerToken"],
+        _return_http_data_only=True,
+    )
+    names = [column["name"] for column in table["columnDefinitions"]]
+    return dict(zip(names, table["rows"][0]["cells"], strict=True))
+
+
+READY = {"type": "Ready", "status": "True", "reason": "Established", "message": "",
+         "lastTransitionTime": "2024-01-01T00:00:00Z", "observedGeneration": 1}
+
+
+@pytest.mark.parametrize(
+    ("body", "columns"),
+    [
+        (BGPCONF, {"as": 64512, "routerId": "192.0.2.1", "listenPort": 17900}),
+        (BGPPEER, {"neighbor": "192.0.2.254", "peerAs": 64513}),
+    ],
+    ids=["bgpconf", "bgppeer"],
+)
+async def test_bgp_objects_keep_a_ready_condition_shown_as_a_column(
+    admin: k8s.ApiClient, body: dict[str, Any], columns: dict[str, Any]
+) -> None:
+    created = await _create(admin, copy.deepcopy(body))
+    plural = PLURALS[body["kind"]]
+    name = body["metadata"]["name"]
+    before = await _table(admin, f"/apis/{GROUP}/v1alpha2/{plural}/{name}")
+    assert {**columns, "ready": None}.items() <= before.items()
+
+    created["status"] = {"conditions": [READY]}
+    updated = await k8s.CustomObjectsApi(admin).replace_cluster_custom_object_status(
+        GROUP, "v1alpha2", plural, name, created)
+    assert updated["status"]["conditions"] == [READY]
+    after = await _table(admin, f"/apis/{GROUP}/v1alpha2/{plural}/{name}")
+    assert {**columns, "ready": "True"}.items() <= after.items()
+
+    updated["status"] = {"conditions": [{**READY, "status": "Maybe"}]}
+    with pytest.raises(k8s.ApiException) as rejected:
+        await k8s.CustomObjectsApi(admin).replace_cluster_custom_object_status(
+            GROUP, "v1alpha2", plural, name, updated)
+    assert "status.conditions[0].status: " in _message(rejected.value)

@@ -22,6 +22,8 @@ __all__ = [
     "RACK_LABEL",
     "REQUESTED_IP_ANNOTATION",
     "SHARING_ANNOTATIONS",
+    "V1ALPHA1_FIELDS",
+    "V1ALPHA2_FIELDS",
     "VERSIONS",
 ]
 
@@ -53,3 +55,7 @@ CNI_LABEL: Final = "openelb.kubesphere.io/cni"
 RACK_LABEL: Final = "openelb.kubesphere.io/rack"
 EXCLUDE_LB_LABEL: Final = "node.kubernetes.io/exclude-from-external-load-balancers"
 DEFAULT_BGPCONF_NAME: Final = "default"
+# Conversion (api/conversion.py): what one version cannot hold rides along on the object
+# converted to it, named after the version whose fields it carries.
+V1ALPHA1_FIELDS: Final = "conversion.openelb.kubesphere.io/v1alpha1-fields"
+V1ALPHA2_FIELDS: Final = "conversion.openelb.kubesphere.io/v1alpha2-fields"

@@ -44,7 +44,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = [
     "BUILD_SCRIPT",
@@ -57,6 +57,7 @@ __all__ = [
     "StartTimeout",
     "cache_key",
     "main",
+    "warm_versions",
 ]
 
 #: The script that builds the binaries, relative to the repository root.
@@ -191,6 +192,14 @@ class _Ports:
     etcd_client: int
     etcd_peer: int
     apiserver: int
+
+
+def warm_versions(crd: dict[str, Any]) -> list[dict[str, Any]]:
+    """The served versions of a CRD that can be read without its conversion webhook:
+    all of them under the None strategy, only the storage version otherwise."""
+    webhook = ((crd["spec"].get("conversion") or {}).get("strategy") == "Webhook")
+    return [v for v in crd["spec"]["versions"]
+            if v.get("served") and (v.get("storage") or not webhook)]
 
 
 def _free_ports(count: int) -> list[int]:
@@ -676,8 +685,7 @@ class ControlPlane:
         return [
             f"/apis/{crd['spec']['group']}/{version['name']}/{crd['spec']['names']['plural']}"
             for crd in json.loads(body)["items"]
-            for version in crd["spec"]["versions"]
-            if version.get("served")
+            for version in warm_versions(crd)
         ]
 
     async def _wait_ready(self, server: _Server, probe: _Probe) -> None:
