@@ -96,16 +96,30 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _controller(args: argparse.Namespace) -> int:
-    from openelb.controller import manager
+    import datetime
+
+    from openelb.controller import certs, manager, pki
 
     logfmt.setup(args.log_level)
     host, port = _host_port(args.health_addr)
+    hook_host, hook_port = ("", None) if args.webhook_addr in ("", "off") else (
+        _host_port(args.webhook_addr))
+    lifetime = datetime.timedelta(seconds=args.webhook_cert_lifetime)
     settings = manager.ControllerSettings(
         namespace=args.namespace, lease_name=args.lease_name,
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
         lb_class=args.lb_class, workers=args.workers, lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline, retry_period=args.retry_period,
-        health_host=host, health_port=port)
+        health_host=host, health_port=port, webhook_host=hook_host, webhook_port=hook_port,
+        webhook_certs=certs.CertSettings(
+            namespace=args.namespace, secret=args.webhook_cert_secret,
+            names=certs.names_from(args.webhook_names or [
+                f"openelb-webhook.{args.namespace}.svc",
+                f"openelb-webhook.{args.namespace}.svc.cluster.local"]),
+            manage=args.webhook_cert_mode == "self",
+            lifetimes=pki.Lifetimes(serving=lifetime, ca=10 * lifetime),
+            check_interval=args.webhook_cert_check_interval,
+            webhook_configurations=(args.webhook_configuration,)))
     return _run_daemon(args.kubeconfig, lambda kube, stop: manager.run(kube, settings, stop))
 
 
@@ -204,6 +218,27 @@ def _parser() -> argparse.ArgumentParser:
     controller.add_argument("--lease-duration", type=float, default=15.0, help="seconds")
     controller.add_argument("--renew-deadline", type=float, default=10.0, help="seconds")
     controller.add_argument("--retry-period", type=float, default=2.0, help="seconds")
+    controller.add_argument("--webhook-addr", default="0.0.0.0:9443",
+                            help="host:port of the admission and conversion webhooks "
+                                 "(HTTPS; every replica serves them); off to disable")
+    controller.add_argument("--webhook-names", action="append", default=None,
+                            help="DNS names or IPs the serving certificate is made for "
+                                 "(comma-separated or repeated; default the Service "
+                                 "openelb-webhook in --namespace)")
+    controller.add_argument("--webhook-cert-mode", choices=("self", "external"),
+                            default="self",
+                            help="self: make, rotate and inject the certificates; external: "
+                                 "only load the Secret (cert-manager)")
+    controller.add_argument("--webhook-cert-secret", default="openelb-webhook-cert",
+                            help="Secret (in --namespace) holding the webhook certificates")
+    controller.add_argument("--webhook-cert-lifetime", type=float, default=365 * 86400.0,
+                            help="seconds a serving certificate lives (the CA ten times "
+                                 "as long); renewed with a third of its life left")
+    controller.add_argument("--webhook-cert-check-interval", type=float, default=60.0,
+                            help="seconds between checks of the certificate Secret")
+    controller.add_argument("--webhook-configuration", default="openelb-admission",
+                            help="the ValidatingWebhookConfiguration whose caBundle "
+                                 "is kept current (self mode)")
     controller.set_defaults(run=_controller)
 
     speaker = commands.add_parser(

@@ -21,6 +21,8 @@ pytestmark = pytest.mark.controlplane
 GROUP = "network.kubesphere.io"
 SYSTEM = "openelb-system"
 CONTROLLER_LEASE = "openelb-controller"  # the controller's leader Lease (controller/manager.py)
+WEBHOOK_CERT = "openelb-webhook-cert"  # controller/certs.py
+WEBHOOK_CONFIGURATION = "openelb-admission"  # deploy/components/15-webhook.yaml
 MERGE = "application/merge-patch+json"
 
 
@@ -84,6 +86,12 @@ async def world(admin: k8s.ApiClient, namespace: str) -> AsyncIterator[World]:
         await custom.create_cluster_custom_object(
             GROUP, "v1alpha2", plural, {"apiVersion": f"{GROUP}/v1alpha2", "kind": kind, **body}
         )
+    admission = k8s.AdmissionregistrationV1Api(admin)
+    try:
+        await admission.read_validating_webhook_configuration(WEBHOOK_CONFIGURATION)
+    except k8s.ApiException:  # an empty one: the controller's rights are on its name
+        await admission.create_validating_webhook_configuration(
+            {"metadata": {"name": WEBHOOK_CONFIGURATION}, "webhooks": []})
     yield w
     await core.delete_namespaced_secret(w.system_secret, SYSTEM)
     for lease in (await k8s.CoordinationV1Api(admin).list_namespaced_lease(SYSTEM)).items:
@@ -356,6 +364,52 @@ async def create_secret_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
         SYSTEM, {"metadata": {"name": name}, "stringData": {"k": "v"}})
 
 
+async def renew_webhook_cert_secret(api: k8s.ApiClient, w: World) -> Any:
+    """What controller/certs.py does: read its Secret, create it if missing, rewrite it."""
+    core = _core(api)
+    try:
+        secret = await core.read_namespaced_secret(WEBHOOK_CERT, SYSTEM)
+    except k8s.ApiException as exc:
+        if exc.status != 404:
+            raise
+        secret = await core.create_namespaced_secret(
+            SYSTEM, {"metadata": {"name": WEBHOOK_CERT}, "stringData": {"tls.crt": ""}})
+    secret.string_data = {"tls.crt": w.suffix}
+    return await core.replace_namespaced_secret(WEBHOOK_CERT, SYSTEM, secret)
+
+
+async def read_other_secret_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).read_namespaced_secret(w.system_secret, SYSTEM)
+
+
+async def list_secrets_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
+    return await _core(api).list_namespaced_secret(SYSTEM)
+
+
+async def inject_ca_into_own_webhook_configuration(api: k8s.ApiClient, w: World) -> Any:
+    admission = k8s.AdmissionregistrationV1Api(api)
+    config = await admission.read_validating_webhook_configuration(WEBHOOK_CONFIGURATION)
+    return await admission.replace_validating_webhook_configuration(
+        WEBHOOK_CONFIGURATION, config)
+
+
+async def read_other_webhook_configuration(api: k8s.ApiClient, w: World) -> Any:
+    return await k8s.AdmissionregistrationV1Api(api).read_validating_webhook_configuration(
+        "someone-elses")
+
+
+async def inject_ca_into_bgp_crds(api: k8s.ApiClient, w: World) -> Any:
+    crds = k8s.ApiextensionsV1Api(api)
+    for name in ("bgpconfs.network.kubesphere.io", "bgppeers.network.kubesphere.io"):
+        await crds.read_custom_resource_definition(name)
+        await crds.patch_custom_resource_definition(name, {"metadata": {}})
+
+
+async def patch_eip_crd(api: k8s.ApiClient, w: World) -> Any:
+    return await k8s.ApiextensionsV1Api(api).patch_custom_resource_definition(
+        "eips.network.kubesphere.io", {"metadata": {}})
+
+
 async def create_secret_elsewhere(api: k8s.ApiClient, w: World) -> Any:
     return await _core(api).create_namespaced_secret(
         w.namespace, {"metadata": {"name": "openelb-new"}, "stringData": {"k": "v"}})
@@ -424,8 +478,11 @@ def _cases(*actions: Action) -> Any:
     create_core_event,
     create_events_k8s_io_event,
     hold_lease_in_openelb_system,
-    read_secret_in_openelb_system,
+    renew_webhook_cert_secret,
     create_secret_in_openelb_system,
+    inject_ca_into_own_webhook_configuration,
+    inject_ca_into_bgp_crds,
+    set_bgppeer_status,  # its Ready condition
 )
 async def test_controller_may_do_what_ipam_needs(
     as_controller: k8s.ApiClient, world: World, action: Action
@@ -438,6 +495,10 @@ async def test_controller_may_do_what_ipam_needs(
     create_secret_elsewhere,
     list_secrets_elsewhere,
     list_all_secrets,
+    read_other_secret_in_openelb_system,
+    list_secrets_in_openelb_system,
+    read_other_webhook_configuration,
+    patch_eip_crd,
     list_pods,
     list_all_pods,
     create_pod,
@@ -449,7 +510,6 @@ async def test_controller_may_do_what_ipam_needs(
     delete_eip,
     change_bgpconf,
     change_bgppeer,
-    set_bgppeer_status,
     list_endpointslices,
     create_lease_elsewhere,
 )

@@ -13,7 +13,7 @@ import dataclasses
 import logging
 
 from openelb.api import annotations, eip, errors
-from openelb.controller import metrics
+from openelb.controller import conditions, metrics
 from openelb.ipam import allocator, pools
 from openelb.kube import client, events, informer, resources
 from openelb.kube import errors as kube_errors
@@ -97,9 +97,27 @@ class EipSync:
                 log.warning("eip status not written", extra={"eip": name, "error": str(exc)})
                 self.dirty.add(name)
 
+    def _ready(self, name: str, raw: client.RawObject) -> dict[str, object]:
+        """The Ready condition: why a pool is or is not handing out addresses."""
+        generation = (raw.get("metadata") or {}).get("generation")
+        problem = self._alloc.problems.get(name)
+        if name in self._invalid:
+            return conditions.ready(False, "Invalid", self._invalid[name], generation)
+        if problem is not None:
+            return conditions.ready(False, "Conflict", problem.message, generation)
+        if (raw.get("spec") or {}).get("disable"):
+            return conditions.ready(True, "Disabled", "assigns no new addresses; addresses "
+                                    "in use are kept and announced", generation)
+        return conditions.ready(True, "Accepted", "addresses are assigned from this pool",
+                                generation)
+
     async def _flush_one(self, name: str) -> None:
         raw = self._eips.get(name)
-        if raw is None or name not in self._alloc.pool_map:
+        if raw is None:
+            return
+        if name not in self._alloc.pool_map:
+            if name in self._invalid:  # never parsed: no pool, but the user must see why
+                await self._write_conditions(name, raw)
             return
         status = self._alloc.pool_status(name)
         if status.used_truncated and name not in self._truncated:
@@ -138,12 +156,22 @@ class EipSync:
                 "finalizers": [*finalizers, annotations.FINALIZER],
                 "resourceVersion": meta.get("resourceVersion")}})
         current = raw.get("status") or {}
+        ready = conditions.merged(current.get("conditions"), self._ready(name, raw))
+        wanted["conditions"] = ready if ready is not None else current.get("conditions")
         if any(current.get(k, _MISSING) != v for k, v in wanted.items()):
             # One JSON-patch `add` replaces the whole status: a merge patch would keep
             # addresses freed since the last write in `used`.
             await self._kube.patch(
                 resources.EIPS, name, [{"op": "add", "path": "/status", "value": wanted}],
                 subresource="status", content_type=client.JSON_PATCH)
+
+
+    async def _write_conditions(self, name: str, raw: client.RawObject) -> None:
+        current = (raw.get("status") or {}).get("conditions")
+        ready = conditions.merged(current, self._ready(name, raw))
+        if ready is not None:
+            await self._kube.patch(resources.EIPS, name, {"status": {"conditions": ready}},
+                                   subresource="status")
 
 
 _MISSING = object()

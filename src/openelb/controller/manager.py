@@ -26,10 +26,10 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from openelb import health
+from openelb import health, httpserve
 from openelb.api import annotations as api_annotations
 from openelb.api import bgp, errors, service
-from openelb.controller import eips, metrics, outcome, queue, services
+from openelb.controller import bgpready, certs, eips, metrics, outcome, queue, services, webhook
 from openelb.ipam import allocator, coverage
 from openelb.ipam import errors as ipam_errors
 from openelb.kube import client, events, informer, leases, resources
@@ -54,6 +54,10 @@ class ControllerSettings:
     heartbeat_secret: str = "openelb-speaker-heartbeat"  # created if missing; "" = never
     health_host: str = "127.0.0.1"
     health_port: int = 8080
+    # The admission and conversion webhooks, served by every replica; port None: off.
+    webhook_host: str = "0.0.0.0"
+    webhook_port: int | None = None
+    webhook_certs: certs.CertSettings = field(default_factory=certs.CertSettings)
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
 
@@ -72,6 +76,7 @@ class Controller:
         self.bgpconfs = informer.Informer(kube, resources.BGPCONFS, self._bgp_changed)
         self.bgppeers = informer.Informer(kube, resources.BGPPEERS, self._bgp_changed)
         self.gaps: dict[str, coverage.Gap] = {}  # pool -> why nothing can announce it
+        self.bgp_ready = bgpready.BgpReadiness(kube, self.bgpconfs, self.bgppeers)
         self.alloc = allocator.Allocator()
         self.recorder = events.Recorder(kube, "openelb-controller", settings.identity)
         self.eip_sync = eips.EipSync(kube, self.eips, self.alloc, self.recorder, self.stats)
@@ -82,6 +87,10 @@ class Controller:
         self.elector = leases.LeaderElector(kube, leases.LeaseSettings(
             settings.namespace, settings.lease_name, settings.identity,
             settings.lease_duration, settings.renew_deadline, settings.retry_period))
+        self.webhook = webhook.Webhook(
+            eips=self.eips, bgpconfs=self.bgpconfs, bgppeers=self.bgppeers,
+            services=self.services, namespaces=self.namespaces, lb_class=settings.lb_class,
+            registry=settings.registry)
         self._pools_changed = asyncio.Event()
         self._eip_signatures: dict[str, tuple[object, ...]] = {}
         self.ready_since: float | None = None
@@ -89,6 +98,7 @@ class Controller:
     # ---- informer callbacks (hints only: handlers read the caches) ----------------------
 
     def _service_changed(self, key: str) -> None:
+        self.webhook.holders.changed(key)
         if self._leading:
             self.queue.add(key)
 
@@ -309,6 +319,7 @@ class Controller:
                     for key in self.services.keys():  # noqa: SIM118 (an Informer, not a dict)
                         self.queue.add(key)
                 await self.eip_sync.report_problems()
+                await self.bgp_ready.flush()
             if self.eip_sync.dirty and loop.time() >= next_flush:
                 began = loop.time()
                 await self.eip_sync.flush()
@@ -341,6 +352,18 @@ async def run(kube: client.Kube, settings: ControllerSettings,
     await server.start()
     tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind.plural}")
              for i in ctl.informers()]
+    tls: certs.WebhookCerts | None = None
+    hooks: httpserve.Server | None = None
+    listening: asyncio.Task[None] | None = None
+    if settings.webhook_port is not None:
+        tls = certs.WebhookCerts(kube, settings.webhook_certs)
+        hooks = httpserve.Server(
+            ctl.webhook.serve, settings.webhook_host, settings.webhook_port, tls=tls.tls,
+            keep_alive=True, max_body=webhook.MAX_REVIEW_BYTES, read_timeout=60.0,
+            max_connections=256, name="webhook")
+        tasks.append(asyncio.create_task(tls.run(), name="webhook-certs"))
+        listening = asyncio.create_task(_serve_when_loaded(tls, hooks), name="webhook")
+        tasks.append(listening)
     elector = asyncio.create_task(ctl.elector.run(), name="lease")
     leading: asyncio.Task[None] | None = None
     stopper = asyncio.create_task(stop.wait())
@@ -349,12 +372,24 @@ async def run(kube: client.Kube, settings: ControllerSettings,
     code = 0
     try:
         waiting: set[asyncio.Task[Any]] = {stopper, lost, became_leader}
+        if listening is not None:
+            waiting.add(listening)
         while True:
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            if listening is not None and listening in done:
+                waiting.discard(listening)
+                if listening.exception() is not None:  # e.g. the port is taken
+                    log.error("webhook not served, exiting", extra={
+                        "op": "webhook", "error": repr(listening.exception())})
+                    code = 1
+                    break
+                if not done - {listening}:
+                    continue
             if became_leader in done and leading is None:
                 log.info("became leader", extra={"identity": settings.identity})
                 leading = asyncio.create_task(ctl.lead(), name="lead")
-                waiting = {stopper, lost, leading}
+                waiting = {stopper, lost, leading,
+                           *(t for t in waiting if t is listening)}
                 continue
             if leading is not None and leading in done:
                 leading.result()  # re-raise a crash of the leader loop
@@ -373,5 +408,17 @@ async def run(kube: client.Kube, settings: ControllerSettings,
             await ctl.elector.release()
         ctl.queue.close()
         ctl.stats.leader.set(0)
+        if hooks is not None:
+            await hooks.aclose()
+        if tls is not None:
+            tls.close()
         await server.aclose()
     return code
+
+
+async def _serve_when_loaded(tls: certs.WebhookCerts, hooks: httpserve.Server) -> None:
+    """Listen once a serving certificate is loaded: a TLS port without one would fail
+    every handshake, which the apiserver reports less clearly than a refused connection."""
+    await tls.loaded.wait()
+    await hooks.start()
+    log.info("webhook serving", extra={"op": "webhook", "port": hooks.port})

@@ -12,6 +12,7 @@ from openelb.api import annotations
 __all__ = [
     "BGPCONFS",
     "BGPPEERS",
+    "CRDS",
     "EIPS",
     "ENDPOINTSLICES",
     "EVENTS",
@@ -20,6 +21,7 @@ __all__ = [
     "NODES",
     "SECRETS",
     "SERVICES",
+    "VALIDATING_WEBHOOKS",
     "Resource",
 ]
 
@@ -59,3 +61,8 @@ LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)
 EIPS = Resource(annotations.API_GROUP, "v1alpha2", "eips", "Eip", False)
 BGPCONFS = Resource(annotations.API_GROUP, "v1alpha2", "bgpconfs", "BgpConf", False)
 BGPPEERS = Resource(annotations.API_GROUP, "v1alpha2", "bgppeers", "BgpPeer", False)
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+               "CustomResourceDefinition", False)
+VALIDATING_WEBHOOKS = Resource("admissionregistration.k8s.io", "v1",
+                               "validatingwebhookconfigurations",
+                               "ValidatingWebhookConfiguration", False)

@@ -134,7 +134,9 @@ class Cluster:
         process = components.Component(identity, [
             "controller", "--kubeconfig", str(kubeconfig), "--identity", identity,
             "--health-addr", f"127.0.0.1:{port}", "--log-level", self.settings.log_level,
-            *self.settings.controller_args, *extra,
+            # The lab runs one controller and no webhook configuration (its tests of
+            # admission are tests/integration/controller/test_webhook.py).
+            "--webhook-addr", "off", *self.settings.controller_args, *extra,
         ], self.workdir / f"{identity}.log")
         await process.start()
         self.controller = process

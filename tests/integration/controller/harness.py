@@ -269,7 +269,10 @@ class Controller:
     def __init__(self, identity: str, kubeconfig: Path, lease_name: str, log_dir: Path,
                  extra: Iterable[str] = (), port: int | None = None) -> None:
         self.identity = identity
-        self.extra = tuple(extra)
+        # Webhooks only where a test asks for them (--webhook-addr): two replicas on one
+        # machine cannot share a port, and most tests are about IPAM.
+        self.extra = tuple(extra) if any(a.startswith("--webhook-addr") for a in extra) else (
+            *extra, "--webhook-addr", "off")
         self.port = port or components.free_port()
         self.argv = [
             "controller", "--kubeconfig", str(kubeconfig), "--identity", identity,
