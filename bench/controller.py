@@ -162,7 +162,8 @@ async def bench(count: int, workers: int, concurrency: int, log_dir: Path,
             process = components.Component(
                 f"controller-{tag}",
                 ["controller", "--kubeconfig", str(kubeconfig), "--identity", tag,
-                 "--health-addr", f"127.0.0.1:{port}", "--workers", str(workers)],
+                 "--health-addr", f"127.0.0.1:{port}", "--workers", str(workers),
+                 "--webhook-addr", "off"],
                 log_dir / f"controller-{tag}.log")
             if profile is not None:  # cProfile writes its stats when the process exits
                 process.argv[1:3] = ["-m", "cProfile", "-o", f"{profile}.{tag}", "-m",

@@ -101,6 +101,7 @@ def _controller(args: argparse.Namespace) -> int:
     from openelb.controller import certs, manager, pki
 
     logfmt.setup(args.log_level)
+    compat.warn_given(args, compat.CONTROLLER_FLAGS)
     host, port = _host_port(args.health_addr)
     hook_host, hook_port = ("", None) if args.webhook_addr in ("", "off") else (
         _host_port(args.webhook_addr))
@@ -205,7 +206,9 @@ def _parser() -> argparse.ArgumentParser:
         "controller", formatter_class=defaults,
         help="assign addresses from Eip pools to LoadBalancer Services",
         description="Assign addresses from Eip pools to LoadBalancer Services (one active "
-                    "replica, elected through a Lease).")
+                    "replica, elected through a Lease); every replica serves the admission "
+                    "and conversion webhooks. OpenELB's manager flags are accepted and "
+                    "ignored, with a warning each.")
     _daemon_arguments(controller, health_addr="0.0.0.0:8080")
     controller.add_argument("--namespace", default=_env("POD_NAMESPACE", "openelb-system"),
                             help="namespace of the leader-election Lease ($POD_NAMESPACE)")
@@ -239,6 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     controller.add_argument("--webhook-configuration", default="openelb-admission",
                             help="the ValidatingWebhookConfiguration whose caBundle "
                                  "is kept current (self mode)")
+    compat.add_flags(controller, compat.CONTROLLER_FLAGS)
     controller.set_defaults(run=_controller)
 
     speaker = commands.add_parser(
@@ -290,6 +294,12 @@ def _parser() -> argparse.ArgumentParser:
                       help="also write the summary as JSON to this file")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def controller_main() -> None:
+    """`openelb-manager`, the name of OpenELB's manager binary: a Deployment that kept
+    OpenELB's `command` runs `openelb controller` with its arguments."""
+    main(["controller", *sys.argv[1:]])
 
 
 def speaker_main() -> None:

@@ -1,6 +1,7 @@
 """OpenELB's daemon flags, accepted as deprecated no-ops so a migrated DaemonSet starts.
 
-cli.py registers them on `openelb speaker` (hidden from --help) and, once logging is
+cli.py registers them on `openelb speaker` and `openelb controller` (OpenELB's manager;
+hidden from --help) and, once logging is
 set up, says one warning line for each one given: what it did in OpenELB and why it
 changes nothing here. Flags with the same name and meaning as ours are not listed.
 A user who keeps OpenELB's container args gets a running speaker and a log that tells
@@ -11,7 +12,7 @@ import argparse
 import logging
 from dataclasses import dataclass
 
-__all__ = ["SPEAKER_FLAGS", "OpenElbFlag", "add_flags", "warn_given"]
+__all__ = ["CONTROLLER_FLAGS", "SPEAKER_FLAGS", "OpenElbFlag", "add_flags", "warn_given"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,23 @@ SPEAKER_FLAGS: tuple[OpenElbFlag, ...] = (
                 "no keepalived ConfigMap: the speaker writes keepalived's configuration"),
     OpenElbFlag("configmap-namespace", False,
                 "no keepalived ConfigMap: the speaker writes keepalived's configuration"),
+)
+
+
+# OpenELB's manager (openelb-manager / openelb-controller) and its klog verbosity.
+CONTROLLER_FLAGS: tuple[OpenElbFlag, ...] = (
+    OpenElbFlag("webhook-port", False,
+                "the webhooks listen on --webhook-addr (default :9443; the Service "
+                "openelb-webhook maps 443 to it)"),
+    OpenElbFlag("metrics-addr", False, "metrics are served on --health-addr"),
+    OpenElbFlag("readiness-addr", False, "/readyz is served on --health-addr"),
+    OpenElbFlag("leader-elect", True,
+                "leader election is always on: one replica assigns, every replica serves "
+                "the webhooks (--lease-name)"),
+    OpenElbFlag("enable-leader-election", True,
+                "leader election is always on: one replica assigns, every replica serves "
+                "the webhooks (--lease-name)"),
+    OpenElbFlag("v", False, "log verbosity is --log-level (debug, info, warning, error)"),
 )
 
 

@@ -1,6 +1,7 @@
-"""A DaemonSet migrated from OpenELB keeps its speaker arguments: they are accepted,
-each says in one warning line that it has no effect and why, and the speaker goes on
-(here: to the apiserver it cannot reach, exit 2 with that reason, not argparse's)."""
+"""A DaemonSet (or Deployment) migrated from OpenELB keeps its speaker (manager)
+arguments: they are accepted, each says in one warning line that it has no effect and
+why, and the daemon goes on (here: to the apiserver it cannot reach, exit 2 with that
+reason, not argparse's)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,24 @@ def test_a_typo_is_still_refused(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["speaker", "--node", "n", "--enable-layer3=true"])
     assert exited.value.code == 2
     assert "unrecognized arguments: --enable-layer3=true" in capsys.readouterr().err
+
+
+OPENELB_MANAGER_ARGS = ["--webhook-port=443", "--metrics-addr=:50052", "--readiness-addr=0",
+                        "--leader-elect=true", "--enable-leader-election", "--v=4"]
+
+
+def test_openelb_manager_args_are_accepted_and_each_warned_about(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A Deployment migrated from OpenELB keeps its manager arguments."""
+    kubeconfig = tmp_path / "missing.kubeconfig"
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["controller", "--kubeconfig", str(kubeconfig), *OPENELB_MANAGER_ARGS])
+    out, err = capsys.readouterr()
+    text = out + err
+    assert "unrecognized arguments" not in text
+    assert exited.value.code == 2
+    assert "cannot reach the apiserver" in text
+    for flag in compat.CONTROLLER_FLAGS:
+        lines = [line for line in text.splitlines() if f"flag=--{flag.name} " in line]
+        assert len(lines) == 1, (flag.name, text)
+        assert "has no effect" in lines[0]
