@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from openelb import validation
-from openelb.api import bgp, eip, errors, service
+from openelb.api import annotations as api_annotations
+from openelb.api import bgp, conversion, eip, errors, service
 from openelb.ipam import coverage, pools
 
 __all__ = ["Finding", "check_documents"]
@@ -33,6 +34,16 @@ class Finding:
         return not self.error
 
 
+def _as_stored(doc: dict[str, Any]) -> dict[str, Any]:
+    """An openelb object in the version the cluster stores (v1alpha2), converted as the
+    apiserver would through the conversion webhook; anything else as it is."""
+    api_version = str(doc.get("apiVersion") or "")
+    if doc.get("kind") in conversion.KINDS and api_version.startswith(
+            f"{api_annotations.API_GROUP}/") and api_version != conversion.V1ALPHA2:
+        return conversion.convert(doc, conversion.V1ALPHA2)
+    return doc
+
+
 def _ref(doc: Mapping[str, Any]) -> str:
     meta = doc.get("metadata") or {}
     kind = str(doc.get("kind") or "object").lower()
@@ -47,10 +58,15 @@ def check_documents(docs: Iterable[Any], *, lb_class: str | None = None) -> list
     confs: list[bgp.BgpConf] = []
     peers: list[bgp.BgpPeer] = []
     services: list[tuple[str, dict[str, Any]]] = []
-    for doc in docs:
-        if not isinstance(doc, dict):
+    for original in docs:
+        if not isinstance(original, dict):
             continue
-        kind, ref = doc.get("kind"), _ref(doc)
+        kind, ref = original.get("kind"), _ref(original)
+        try:
+            doc = _as_stored(original)
+        except errors.InvalidObject as exc:
+            findings.append(Finding(ref, exc.message))
+            continue
         verdict = validation.Verdict()
         if kind == "Eip":
             try:

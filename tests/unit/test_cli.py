@@ -122,3 +122,13 @@ def test_version_and_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     assert "--heartbeat-timeout" in output
     assert "(default: 1.0)" in output
+
+
+def test_validate_reads_v1alpha1_bgp_objects_as_the_cluster_stores_them(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """OpenELB's v1alpha1 field names (config, routerID) are converted first, as the
+    apiserver does through the conversion webhook, not refused as `spec.conf: required`."""
+    code, output = run(capsys, "validate", str(ROOT / "examples" / "openelb" / "v1alpha1"))
+    assert code == 0, output
+    assert "ok       bgppeer/tor-v1" in output
+    assert "2 objects checked, 0 invalid" in output

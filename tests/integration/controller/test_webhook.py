@@ -246,6 +246,28 @@ async def test_a_certificate_rotation_under_a_stream_of_admissions_loses_none(
     assert [o["metadata"]["name"] for o in listed.items] == ["lan"]
 
 
+async def test_openelb_v1alpha1_samples_apply_and_read_back_unchanged(
+        webhooked: Webhooked) -> None:
+    kube = webhooked.kube
+    await webhooked.start()
+    for path in sorted((REPO / "examples" / "openelb" / "v1alpha1").glob("*.yaml")):
+        (body,) = manifests.load(path)
+        plural = {"BgpConf": "bgpconfs", "BgpPeer": "bgppeers"}[body["kind"]]
+        v1 = resources.Resource(GROUP, "v1alpha1", plural, body["kind"], False)
+        await kube.create(v1, copy.deepcopy(body))
+        again = await kube.get(v1, body["metadata"]["name"])
+        assert again["spec"] == body["spec"], path.name
+        stored = await kube.get(resources.BGPCONFS if plural == "bgpconfs"
+                                else resources.BGPPEERS, body["metadata"]["name"])
+        if plural == "bgppeers":
+            assert stored["spec"]["conf"] == body["spec"]["config"]
+            assert stored["spec"]["afiSafis"][0]["addPaths"]["config"]["sendMax"] == 3
+            assert stored["spec"]["transport"] == body["spec"]["transport"]
+        else:
+            assert stored["spec"] == {"as": 64700, "routerId": "192.0.2.2",
+                                      "listenPort": 17900}
+
+
 async def test_v1alpha1_bgp_objects_are_served_and_round_trip(
         webhooked: Webhooked) -> None:
     kube = webhooked.kube
