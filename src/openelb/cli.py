@@ -111,7 +111,8 @@ def _controller(args: argparse.Namespace) -> int:
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
         lb_class=args.lb_class, workers=args.workers, lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline, retry_period=args.retry_period,
-        health_host=host, health_port=port, webhook_host=hook_host, webhook_port=hook_port,
+        health_host=host, health_port=port, stale_after=args.stale_after,
+        webhook_host=hook_host, webhook_port=hook_port,
         webhook_certs=certs.CertSettings(
             namespace=args.namespace, secret=args.webhook_cert_secret,
             names=certs.names_from(args.webhook_names or [
@@ -134,7 +135,8 @@ def _speaker(args: argparse.Namespace) -> int:
     host, port = _host_port(args.health_addr)
     settings = manager.SpeakerSettings(
         node=args.node, workdir=args.workdir, lb_class=args.lb_class, health_host=host,
-        health_port=port, namespace=args.namespace, heartbeat_secret=args.heartbeat_secret,
+        health_port=port, stale_after=args.stale_after, namespace=args.namespace,
+        heartbeat_secret=args.heartbeat_secret,
         heartbeat=udp.HeartbeatSettings(args.heartbeat_port, args.heartbeat_interval,
                                         args.heartbeat_timeout),
         keepalived=args.keepalived, vrrp_cluster_id=args.vrrp_cluster_id,
@@ -181,6 +183,10 @@ def _daemon_arguments(command: argparse.ArgumentParser, *, health_addr: str) -> 
     command.add_argument("--health-addr", default=health_addr,
                          help="host:port serving /metrics, /healthz and /readyz")
     command.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    command.add_argument("--stale-after", type=float, default=30.0,
+                         help="seconds a failing watch of the apiserver is tolerated "
+                              "before /readyz fails (/healthz stays ok: a restart would "
+                              "not bring the apiserver back)")
 
 
 def _parser() -> argparse.ArgumentParser:

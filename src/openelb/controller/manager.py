@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import gc
 import logging
 import secrets
@@ -26,7 +27,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from openelb import health, httpserve
+from openelb import health, httpserve, supervisor
 from openelb.api import annotations as api_annotations
 from openelb.api import bgp, errors, service
 from openelb.controller import bgpready, certs, eips, metrics, outcome, queue, services, webhook
@@ -54,6 +55,7 @@ class ControllerSettings:
     heartbeat_secret: str = "openelb-speaker-heartbeat"  # created if missing; "" = never
     health_host: str = "127.0.0.1"
     health_port: int = 8080
+    stale_after: float = 30.0  # a watch failing this long makes /readyz fail
     # The admission and conversion webhooks, served by every replica; port None: off.
     webhook_host: str = "0.0.0.0"
     webhook_port: int | None = None
@@ -91,6 +93,7 @@ class Controller:
             eips=self.eips, bgpconfs=self.bgpconfs, bgppeers=self.bgppeers,
             services=self.services, namespaces=self.namespaces, lb_class=settings.lb_class,
             registry=settings.registry)
+        self.supervisor: supervisor.Supervisor | None = None  # set by run()
         self._pools_changed = asyncio.Event()
         self._eip_signatures: dict[str, tuple[object, ...]] = {}
         self.ready_since: float | None = None
@@ -185,6 +188,12 @@ class Controller:
         synced = all(i.synced.is_set() for i in self._needed())
         if not synced:
             return False, "caches not synced"
+        stale = informer.staleness(self._needed(), self.settings.stale_after)
+        if stale:
+            return False, stale
+        stalled = self.supervisor.lag_problem() if self.supervisor is not None else ""
+        if stalled:
+            return False, stalled
         if self._leading and self.ready_since is None:
             return False, "leader replaying existing assignments"
         return True, "leading" if self._leading else "standby with warm caches"
@@ -344,65 +353,57 @@ def _settle_heap() -> None:
 
 async def run(kube: client.Kube, settings: ControllerSettings,
               stop: asyncio.Event) -> int:
-    """Run until `stop` is set (exit 0) or leadership is lost (exit 1)."""
+    """Run until `stop` is set (exit 0), or leadership is lost or a task that must not
+    end ends (exit 1: the kubelet restarts the process)."""
     _settle_heap()
     ctl = Controller(kube, settings)
+    tasks = supervisor.Supervisor(settings.registry)
+    ctl.supervisor = tasks
     server = health.HealthServer(settings.registry, ctl.ready, settings.health_host,
-                                 settings.health_port)
+                                 settings.health_port, live=tasks.health)
     await server.start()
-    tasks = [asyncio.create_task(i.run(), name=f"informer-{i.kind.plural}")
-             for i in ctl.informers()]
+    for cache in ctl.informers():
+        tasks.start(f"informer-{cache.kind.plural}", cache.run)
     tls: certs.WebhookCerts | None = None
     hooks: httpserve.Server | None = None
-    listening: asyncio.Task[None] | None = None
     if settings.webhook_port is not None:
         tls = certs.WebhookCerts(kube, settings.webhook_certs)
         hooks = httpserve.Server(
             ctl.webhook.serve, settings.webhook_host, settings.webhook_port, tls=tls.tls,
             keep_alive=True, max_body=webhook.MAX_REVIEW_BYTES, read_timeout=60.0,
             max_connections=256, name="webhook")
-        tasks.append(asyncio.create_task(tls.run(), name="webhook-certs"))
-        listening = asyncio.create_task(_serve_when_loaded(tls, hooks), name="webhook")
-        tasks.append(listening)
-    elector = asyncio.create_task(ctl.elector.run(), name="lease")
-    leading: asyncio.Task[None] | None = None
+        tasks.start("webhook-certs", tls.run)
+        # A port that cannot be bound is a configuration error: exit, say why.
+        tasks.start("webhook", functools.partial(_serve_when_loaded, tls, hooks),
+                    on_exit=supervisor.Exit.FATAL)
+    tasks.start("lease", ctl.elector.run, on_exit=supervisor.Exit.FATAL)
     stopper = asyncio.create_task(stop.wait())
     lost = asyncio.create_task(ctl.elector.lost.wait())
     became_leader = asyncio.create_task(ctl.elector.leading.wait())
+    fatal = asyncio.create_task(tasks.fatal.wait())
     code = 0
     try:
-        waiting: set[asyncio.Task[Any]] = {stopper, lost, became_leader}
-        if listening is not None:
-            waiting.add(listening)
+        waiting: set[asyncio.Task[Any]] = {stopper, lost, became_leader, fatal}
         while True:
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if listening is not None and listening in done:
-                waiting.discard(listening)
-                if listening.exception() is not None:  # e.g. the port is taken
-                    log.error("webhook not served, exiting", extra={
-                        "op": "webhook", "error": repr(listening.exception())})
-                    code = 1
-                    break
-                if not done - {listening}:
-                    continue
-            if became_leader in done and leading is None:
+            if became_leader in done and not done - {became_leader}:
                 log.info("became leader", extra={"identity": settings.identity})
-                leading = asyncio.create_task(ctl.lead(), name="lead")
-                waiting = {stopper, lost, leading,
-                           *(t for t in waiting if t is listening)}
+                tasks.start("lead", ctl.lead, on_exit=supervisor.Exit.FATAL)
+                waiting = {stopper, lost, fatal}
                 continue
-            if leading is not None and leading in done:
-                leading.result()  # re-raise a crash of the leader loop
-            if lost in done and stopper not in done:
+            if stopper in done:
+                break
+            code = 1
+            if lost in done:
                 log.error("lost leadership, exiting", extra={"identity": settings.identity})
-                code = 1
+            else:
+                log.error("exiting", extra={"identity": settings.identity,
+                                            "reason": tasks.fatal_reason})
             break
     finally:
-        for task in (leading, elector, stopper, lost, became_leader, *tasks):
-            if task is not None:
-                task.cancel()
-        await asyncio.gather(*(t for t in (leading, elector, *tasks) if t is not None),
-                             return_exceptions=True)
+        for task in (stopper, lost, became_leader, fatal):
+            task.cancel()
+        await tasks.aclose()
         if code == 0 and ctl.elector.state is leases.State.LEADING:
             await ctl.eip_sync.flush()
             await ctl.elector.release()
@@ -422,3 +423,4 @@ async def _serve_when_loaded(tls: certs.WebhookCerts, hooks: httpserve.Server) -
     await tls.loaded.wait()
     await hooks.start()
     log.info("webhook serving", extra={"op": "webhook", "port": hooks.port})
+    await asyncio.Event().wait()  # serves until cancelled; returning would be a bug

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -139,10 +139,13 @@ class Kube:
             query["continue"] = token
 
     async def watch(self, kind: resources.Resource, resource_version: str, *,
-                    timeout_seconds: int = 300) -> AsyncIterator[WatchEvent]:
+                    timeout_seconds: int = 300,
+                    on_open: Callable[[], None] | None = None) -> AsyncIterator[WatchEvent]:
         """Changes after `resource_version`, with bookmarks, until the server ends it.
 
         Raises errors.Gone when the version is too old (410): the caller relists.
+        `on_open` is called once the server has accepted the watch (a quiet watch is
+        a healthy one). A line that is not a watch event raises errors.Retryable.
         """
         query: dict[str, str | int] = {
             "watch": "true",
@@ -158,6 +161,8 @@ class Kube:
                 if not 200 <= response.status <= 299:
                     raise errors.from_status(response.status, await response.aread(),
                                              response.header("retry-after"))
+                if on_open is not None:
+                    on_open()
                 pending = b""
                 async for chunk in response.aiter_bytes():
                     *lines, pending = (pending + chunk).split(b"\n")
@@ -167,7 +172,13 @@ class Kube:
 
     @staticmethod
     def _watch_event(line: bytes) -> WatchEvent:
-        event = json.loads(line)
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or not isinstance(event.get("object") or {}, dict):
+            raise errors.Retryable(0, "MalformedWatchEvent",
+                                   f"not a watch event: {line[:200]!r}")
         if event.get("type") == "ERROR":
             status = event.get("object") or {}
             raise errors.from_status(int(status.get("code", 500)), json.dumps(status))

@@ -4,10 +4,12 @@ kube/ (DESIGN §3); used by controller/ and speaker/. Keeps the current objects 
 dicts (managedFields dropped: they are most of an object's size and nobody here reads
 them) keyed by `namespace/name` (or `name`), and calls `on_change(key)` for every
 object that appeared, changed or vanished, including deletes synthesised when a relist
-no longer contains an object. The callback gets only the key: handlers read the cache
-(level-based, STYLE §2.9). Reconnects with capped exponential backoff. Cached objects
-have their keys and short strings interned (half the memory at 10k Services), and an
-optional `transform` keeps only the fields a reader needs (the speaker's Node cache).
+no longer contains an object; a callback that raises is logged as a bug and the cache
+goes on. `stale_for()` says how long list/watch has been failing, for /readyz. The
+callback gets only the key: handlers read the cache (level-based, STYLE §2.9).
+Reconnects with capped exponential backoff. Cached objects have their keys and short
+strings interned (half the memory at 10k Services), and an optional `transform` keeps
+only the fields a reader needs (the speaker's Node cache).
 A cache that was transformed must never be written back whole.
 """
 
@@ -18,12 +20,12 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from openelb.kube import client, errors, resources
 
-__all__ = ["Informer", "object_key"]
+__all__ = ["Informer", "object_key", "staleness"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,10 @@ class Informer:
         self.synced = asyncio.Event()
         self.relists = 0  # how often a full list ran (start, 410 Gone, errors)
         self.listed_at = 0.0  # time.monotonic() when the last full list completed
+        # Freshness: since when list/watch keeps failing (None while it works), and why.
+        self.failing_since: float | None = None
+        self.last_error = ""
+        self.callback_errors = 0  # on_change raised (a bug); the cache went on
 
     def get(self, key: str) -> client.RawObject | None:
         return self._cache.get(key)
@@ -122,6 +128,9 @@ class Informer:
                                                             "kind": self.kind.plural})
                 need_list = True
             except errors.KubeError as exc:
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                self.last_error = str(exc)
                 log.warning("watch failed, retrying", extra={
                     "op": "watch", "kind": self.kind.plural, "error": str(exc),
                     "after": round(backoff, 2)})
@@ -129,6 +138,22 @@ class Informer:
                 backoff = min(backoff * 2, self._max_backoff)
                 if isinstance(exc, errors.Forbidden):
                     need_list = True
+
+    def stale_for(self) -> float:
+        """Seconds list/watch has been failing (0 while it works)."""
+        return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
+
+    def _fresh(self) -> None:
+        self.failing_since = None
+
+    def _notify(self, key: str) -> None:
+        """Tell the owner; a bug in its callback is logged and never ends the cache."""
+        try:
+            self._on_change(key)
+        except Exception:
+            self.callback_errors += 1
+            log.exception("change callback crashed", extra={
+                "op": "watch", "kind": self.kind.plural, "key": key, "bug": True})
 
     async def _relist(self) -> None:
         fresh: dict[str, client.RawObject] = {}
@@ -150,13 +175,15 @@ class Informer:
         self._resource_version = version
         changed = [k for k, o in fresh.items() if _version(old.get(k)) != _version(o)]
         vanished = [k for k in old if k not in fresh]  # synthesised deletes
+        self._fresh()
         self.synced.set()
         for key in (*changed, *vanished):
-            self._on_change(key)
+            self._notify(key)
 
     async def _watch(self) -> None:
         async for event in self._kube.watch(
-            self.kind, self._resource_version, timeout_seconds=self._watch_timeout
+            self.kind, self._resource_version, timeout_seconds=self._watch_timeout,
+            on_open=self._fresh,
         ):
             version = _version(event.object)
             if version:
@@ -170,7 +197,18 @@ class Informer:
                 self._cache[key] = _slim(event.object, self._transform)
             log.debug("watch event", extra={"op": "watch", "event": event.type,
                                             "kind": self.kind.plural, "key": key})
-            self._on_change(key)
+            self._notify(key)
+
+
+def staleness(informers: Iterable[Informer], limit: float) -> str:
+    """Why these caches cannot be trusted now: the first whose list/watch has been
+    failing for more than `limit` seconds, with its error; "" when all are fresh."""
+    for cache in informers:
+        stale = cache.stale_for()
+        if stale > limit:
+            return (f"watch of {cache.kind.plural} failing for {stale:.0f} s: "
+                    f"{cache.last_error}")
+    return ""
 
 
 def _version(obj: Mapping[str, object] | None) -> str:

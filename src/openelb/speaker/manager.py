@@ -9,13 +9,12 @@ before the process exits (DESIGN §4).
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from openelb import health
+from openelb import health, supervisor
 from openelb.api import nodes
 from openelb.kube import client, events, informer, resources
 from openelb.planner import eligibility
@@ -62,6 +61,7 @@ class Speaker:
         self._states: dict[str, object] = {}  # mode -> Round.state of its last round
         self._skip_series: dict[str, set[tuple[str, ...]]] = {}  # mode -> its skip series
         self.applied = asyncio.Event()
+        self.supervisor: supervisor.Supervisor | None = None  # set by run()
 
     async def start(self) -> None:
         """What a mode needs before the caches sync (layer 2: heartbeats, so the
@@ -75,6 +75,12 @@ class Speaker:
     def ready(self) -> tuple[bool, str]:
         if not all(i.synced.is_set() for i in self.informers.values()):
             return False, "caches not synced"
+        stale = informer.staleness(self.informers.values(), self.settings.stale_after)
+        if stale:
+            return False, stale
+        stalled = self.supervisor.lag_problem() if self.supervisor is not None else ""
+        if stalled:
+            return False, stalled
         if not self.applied.is_set():
             return False, "no plan applied yet"
         for mode in self.modes:
@@ -178,27 +184,32 @@ class Speaker:
 
 
 async def run(kube: client.Kube, settings: SpeakerSettings, stop: asyncio.Event) -> int:
-    """Run until `stop` is set; withdraw everything before returning."""
+    """Run until `stop` is set (exit 0) or the plan loop ends (exit 1); withdraw
+    everything before returning either way."""
     speaker = Speaker(kube, settings)
+    tasks = supervisor.Supervisor(settings.registry)
+    speaker.supervisor = tasks
     server = health.HealthServer(settings.registry, speaker.ready, settings.health_host,
-                                 settings.health_port)
+                                 settings.health_port, live=tasks.health)
     await server.start()
     await speaker.start()
-    tasks = [asyncio.create_task(i.run(), name=f"informer-{name}")
-             for name, i in speaker.informers.items()]
-    main = asyncio.create_task(speaker.loop(), name="speaker-loop")
+    for name, cache in speaker.informers.items():
+        tasks.start(f"informer-{name}", cache.run)
+    tasks.start("speaker-loop", speaker.loop, on_exit=supervisor.Exit.FATAL)
     stopper = asyncio.create_task(stop.wait())
+    fatal = asyncio.create_task(tasks.fatal.wait())
     log.info("speaker started", extra={"node": settings.node})
+    code = 0
     try:
-        done, _ = await asyncio.wait({main, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if main in done:
-            main.result()  # a crash of the loop is a bug: surface it
+        done, _ = await asyncio.wait({stopper, fatal}, return_when=asyncio.FIRST_COMPLETED)
+        if stopper not in done:
+            log.error("exiting", extra={"node": settings.node, "reason": tasks.fatal_reason})
+            code = 1
     finally:
-        for task in (main, stopper, *tasks):
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(main, *tasks, return_exceptions=True)
+        stopper.cancel()
+        fatal.cancel()
+        await tasks.aclose()
         await speaker.aclose()
         log.info("speaker stopped, routes withdrawn", extra={"node": settings.node})
         await server.aclose()
-    return 0
+    return code

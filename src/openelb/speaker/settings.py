@@ -17,6 +17,7 @@ class SpeakerSettings:
     workdir: Path
     lb_class: str | None = None
     debounce: float = 0.05  # least time between two plan rounds: bursts coalesce
+    stale_after: float = 30.0  # a watch failing this long makes /readyz fail
     health_host: str = "127.0.0.1"
     health_port: int = 8081
     namespace: str = "openelb-system"  # where the heartbeat Secret lives

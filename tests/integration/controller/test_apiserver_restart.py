@@ -54,3 +54,32 @@ async def test_controller_reconnects_after_an_apiserver_restart_and_converges(
     assert len(flat) == len(set(flat))
     assert ctl.running
     assert await ctl.is_leading()
+
+
+async def test_health_tells_an_apiserver_outage_from_a_broken_process(
+        cluster: harness.Cluster, controllers: Controllers,
+        apiserver: controlplane.ControlPlane) -> None:
+    """Issue #13: while the apiserver is gone /readyz says which watch has been failing
+    and for how long; /healthz stays ok (restarting the controller would not bring the
+    apiserver back, and would drop the Lease); afterwards it is ready again on its own."""
+    await cluster.create_eip("main", "192.0.2.0/26", default=True)
+    ctl = await controllers.start("a", *PATIENT_LEASE, "--stale-after", "5")
+    await apiserver.stop_apiserver()
+
+    async def unready() -> str:
+        status, text = await ctl.get("/readyz")
+        assert status == 503, text
+        assert text.startswith("watch of "), text
+        assert " failing for " in text, text
+        return text
+
+    text = await harness.eventually(unready, timeout=60, what="/readyz names the watch")
+    status, live = await ctl.get("/healthz")
+    assert status == 200, live
+    assert live.startswith("ok; event-loop lag at most"), live
+    await apiserver.start_apiserver()
+    await ctl.wait_leading()
+    await cluster.create_service("after")
+    await cluster.wait_ip("after")
+    assert ctl.running
+    assert "failing for" in text
