@@ -32,6 +32,11 @@ RENEW_FRACTION = 1 / 3
 # Certificates start this much in the past so a peer's small clock skew never sees
 # them "not yet valid".
 BACKDATE = datetime.timedelta(minutes=5)
+# A new CA is trusted by the apiserver some time after its caBundle is written (the
+# apiserver reads webhook configurations through its own informer): the serving
+# certificate moves to it only after this long (or a quarter of a serving life, if less:
+# a serving certificate is renewed with a third left, so it outlives the wait).
+CA_SETTLE = datetime.timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,8 +173,9 @@ class Bundle:
         1. The newest CA is due: a new CA joins the trusted set (the serving
            certificate stays, so every caller still trusts what is served).
         2. The serving certificate is due, or was signed by an older CA than the
-           newest, and the newest CA is in every caBundle (`ca_trusted_everywhere`): a
-           new serving certificate from the newest CA; expired CAs leave the set.
+           newest, and the newest CA is in every caBundle (`ca_trusted_everywhere`) and
+           has been for CA_SETTLE: a new serving certificate from the newest CA;
+           expired CAs leave the set.
         """
         if not self.usable(names, now):
             return Bundle.fresh(names, now, lifetimes)
@@ -180,7 +186,10 @@ class Bundle:
             kept = b"".join(_pem(c) for c in cas if c.not_valid_after_utc > now)
             return replace(self, trusted=ca + kept, ca_key=ca_key)
         stale_issuer = served.issuer != newest.subject
-        if (_due(served, now) or stale_issuer) and ca_trusted_everywhere:
+        settle = min(CA_SETTLE, lifetimes.serving / 4)
+        settled = now - (newest.not_valid_before_utc + BACKDATE) >= settle
+        if (_due(served, now) or stale_issuer) and ca_trusted_everywhere and (
+                settled or not stale_issuer):
             cert, key = issue(_pem(newest), self.ca_key, names, now, lifetimes.serving)
             kept = b"".join(_pem(c) for c in cas if c.not_valid_after_utc > now)
             return replace(self, trusted=kept, cert=cert, key=key)

@@ -73,7 +73,28 @@ class Webhooked:
                     port: int | None = None, wait: str = "leading") -> harness.Controller:
         ctl = await self.controllers.start(identity, *self.args(port, *extra), wait=wait)
         await self.wait_injected()
+        await self.wait_effective()
         return ctl
+
+    async def wait_effective(self) -> None:
+        """Until the apiserver really calls the webhook. It picks up a changed webhook
+        configuration (the injected caBundle) asynchronously, through its own informer;
+        until then a call fails TLS verification and failurePolicy Ignore admits.
+        Probed with a dry-run create only the webhook refuses (a reversed IPv6 range;
+        the CRD's CEL rule covers IPv4 only)."""
+
+        async def refused() -> None:
+            try:
+                await self.kube.request("POST", resources.EIPS.path(),
+                                        query={"dryRun": "All"},
+                                        body=_eip("probe", "2001:db8::2-2001:db8::1"))
+            except kube_errors.KubeError as exc:
+                message = str(exc)
+            else:
+                message = "admitted"
+            assert "range start 2001:db8::2 is after end" in message, message
+
+        await harness.eventually(refused, what="apiserver calls the webhook")
 
     async def wait_injected(self) -> None:
         """Until the caBundle in the configuration is the CA in the Secret."""
@@ -120,6 +141,11 @@ async def webhooked(admin_kube: client.Kube, admin: k8s.ApiClient, controllers: 
     finally:
         await kube.delete(resources.VALIDATING_WEBHOOKS, CONFIGURATION)
         await _set_conversion(kube, admin, saved)
+        # And the session's installer owns them again, as before this test (a later
+        # test re-applies deploy/crds and expects no change).
+        crds = [o for o in manifests.load(REPO / "deploy" / "crds")
+                if o["metadata"]["name"] in CONVERTED_CRDS]
+        await manifests.wait_served(admin, await manifests.apply(admin, crds), 60)
 
 
 def _eip(name: str, address: str, *, default: bool = False, **spec: Any) -> dict[str, Any]:
@@ -294,7 +320,15 @@ async def test_v1alpha1_bgp_objects_are_served_and_round_trip(
                                    "addPaths": {"config": {"sendMax": 8}}}],
                      "nodeSelector": {"matchLabels": {"rack": "a"}}}}
     await kube.create(resources.BGPPEERS, rich)
-    original = await kube.get(resources.BGPPEERS, "tor")
+
+    async def judged() -> dict[str, Any]:
+        # The controller writes the Ready condition; read after it, or the write
+        # below would race it (409) instead of testing the conversion.
+        found = await kube.get(resources.BGPPEERS, "tor")
+        assert (found.get("status") or {}).get("conditions"), "no Ready condition yet"
+        return found
+
+    original = await harness.eventually(judged, what="tor judged by the controller")
     old = await kube.get(peers_v1, "tor")
     assert old["spec"]["config"] == {"peerAs": 64513, "neighborAddress": "192.0.2.254"}
     assert old["spec"]["addPaths"] == {"sendMax": 8}

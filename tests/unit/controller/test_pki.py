@@ -102,3 +102,28 @@ def test_a_serving_certificate_never_outlives_its_ca() -> None:
     cert = x509.load_pem_x509_certificate(bundle.cert)
     ca = x509.load_pem_x509_certificate(bundle.newest_ca)
     assert cert.not_valid_after_utc <= ca.not_valid_after_utc
+
+
+def test_the_serving_certificate_waits_for_the_apiserver_to_trust_a_new_ca() -> None:
+    """The caBundle written is not the caBundle in use at once: a new CA must have been
+    trusted for a while (CA_SETTLE, a minute, here) before it signs."""
+    bundle, now = pki.Bundle.fresh(NAMES, T0, LIFE), T0
+    while True:  # renew as the controller would, until the CA is replaced
+        now += datetime.timedelta(minutes=5)
+        following = bundle.next(NAMES, now, LIFE, ca_trusted_everywhere=True)
+        if following is None:
+            continue
+        if following.trusted != bundle.trusted:
+            break
+        bundle = following
+    assert following.cert == bundle.cert  # step 1: only the trusted set changed
+    added = following
+    for seconds in (1, 20, 50):  # not settled yet: nothing signed by the new CA
+        assert added.next(NAMES, now + datetime.timedelta(seconds=seconds), LIFE,
+                          ca_trusted_everywhere=True) is None
+    moved = added.next(NAMES, now + pki.CA_SETTLE + datetime.timedelta(seconds=1), LIFE,
+                       ca_trusted_everywhere=True)
+    assert moved is not None
+    assert moved.newest_ca == added.newest_ca
+    served = x509.load_pem_x509_certificate(moved.cert)
+    assert served.issuer == pki.certificates(added.newest_ca)[0].subject

@@ -123,6 +123,18 @@ class Engine:
     def pid(self) -> int | None:
         return self._process.pid if self._process is not None else None
 
+    @property
+    def started(self) -> bool:
+        """Whether start() ran (a node without BGP never starts ExaBGP)."""
+        return self._supervisor is not None and not self._closing
+
+    @property
+    def running(self) -> bool:
+        """ExaBGP is up and its API bridge connected (what /readyz wants to know)."""
+        process = self._process
+        return (process is not None and process.returncode is None
+                and self._connected.is_set())
+
     async def start(self, config_text: str) -> None:
         self._check_bridge()
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -41,6 +41,9 @@ class BgpMode:
         return None
 
     def ready(self) -> tuple[bool, str]:
+        engine = self.announcer.engine
+        if engine.started and not engine.running:
+            return False, f"exabgp not running (restarted {engine.restarts} times)"
         return True, "ok"
 
     async def apply(self, snap: snapshot.Snapshot) -> seam.Round:
