@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from openelb.kube import config, errors, http, resources
+from openelb.kube import config, errors, http, ratelimit, resources
 
 __all__ = ["MERGE_PATCH", "STRATEGIC_MERGE_PATCH", "Kube", "ListResult", "RawObject",
            "WatchEvent"]
@@ -47,17 +47,21 @@ class Kube:
     """An apiserver connection pool. Close it with `aclose()`."""
 
     def __init__(self, connection: config.Connection, *, request_timeout: float = 30.0,
-                 max_connections: int = 100) -> None:
+                 max_connections: int = 100,
+                 limiter: ratelimit.TokenBucket | None = None) -> None:
         self._connection = connection
         self._timeout = request_timeout
+        # Client-side ceiling on requests per second (None: none); see ratelimit.py.
+        self.limiter = limiter
         # Watches hold a connection each; reconcilers share the rest.
         self._pool = http.Pool(connection.server, connection.tls,
                                max_connections=max_connections)
 
     @classmethod
-    async def from_kubeconfig(cls, path: str | None = None) -> Kube:
+    async def from_kubeconfig(cls, path: str | None = None, *,
+                              limiter: ratelimit.TokenBucket | None = None) -> Kube:
         """From a kubeconfig file, or the in-cluster ServiceAccount when `path` is None."""
-        return cls(config.load(path))
+        return cls(config.load(path), limiter=limiter)
 
     async def aclose(self) -> None:
         await self._pool.aclose()
@@ -86,6 +90,8 @@ class Kube:
         request_timeout: float | None = None,
     ) -> RawObject:
         """One request; returns the decoded JSON body or raises a kube error."""
+        if self.limiter is not None:
+            await self.limiter.acquire()
         content = None if body is None else json.dumps(body).encode()
         timeout = request_timeout or self._timeout
         with errors.translated():
@@ -153,6 +159,8 @@ class Kube:
             "allowWatchBookmarks": "true",
             "timeoutSeconds": timeout_seconds,
         }
+        if self.limiter is not None:
+            await self.limiter.acquire()
         with errors.translated():
             async with self._pool.stream(
                 "GET", self._target(kind.path(), query), self._headers(),

@@ -16,7 +16,7 @@ from typing import Any
 
 from openelb import health, supervisor
 from openelb.api import nodes
-from openelb.kube import client, events, informer, resources
+from openelb.kube import client, events, informer, ratelimit, resources
 from openelb.planner import eligibility
 from openelb.speaker import metrics, modes, seam, snapshots
 from openelb.speaker.settings import SpeakerSettings
@@ -189,6 +189,7 @@ async def run(kube: client.Kube, settings: SpeakerSettings, stop: asyncio.Event)
     speaker = Speaker(kube, settings)
     tasks = supervisor.Supervisor(settings.registry)
     speaker.supervisor = tasks
+    ratelimit.export(kube.limiter, settings.registry)
     server = health.HealthServer(settings.registry, speaker.ready, settings.health_host,
                                  settings.health_port, live=tasks.health)
     await server.start()
