@@ -24,6 +24,7 @@ HOW = {
     "layer2": "sudo .venv/bin/python bench/layer2.py (writes bench/results/layer2.json)",
     "vip": "sudo .venv/bin/python bench/vip.py (writes bench/results/vip.json; runs "
            "bench/layer2.py after it for the side-by-side figures)",
+    "webhook": ".venv/bin/python bench/webhook.py (writes bench/results/webhook.json)",
 }
 TARGETS = {
     "ipam": "100,000 allocations <= 2 s, rebuild of 100,000 <= 2 s, peak RSS <= 200 MB",
@@ -33,6 +34,7 @@ TARGETS = {
     "layer2": "failover median <= 2 s, p95 <= 3 s; assignment -> first GARP <= 100 ms",
     "vip": "failover median <= 1 s, p95 <= 2 s over 20 kills; status -> first GARP "
            "median <= 200 ms",
+    "webhook": "p99 <= 20 ms per review with 1,000 Eips present",
 }
 
 
