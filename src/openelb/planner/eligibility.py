@@ -11,7 +11,7 @@ import enum
 from openelb.api import nodes, service
 from openelb.planner import snapshot
 
-__all__ = ["Skip", "eligible_nodes", "node_skip"]
+__all__ = ["Skip", "eligible_nodes", "node_skip", "service_skip", "usable_nodes"]
 
 
 class Skip(enum.StrEnum):
@@ -61,3 +61,9 @@ def service_skip(snap: snapshot.Snapshot, svc: service.LbService, node: str) -> 
 
 def eligible_nodes(snap: snapshot.Snapshot, svc: service.LbService) -> frozenset[str]:
     return frozenset(n for n in snap.nodes if service_skip(snap, svc, n) is None)
+
+
+def usable_nodes(snap: snapshot.Snapshot) -> frozenset[str]:
+    """The nodes that may attract any traffic (no `node_skip`): a Cluster Service's
+    eligible nodes; a Local Service's are these that hold its ready endpoints."""
+    return frozenset(n for n, info in snap.nodes.items() if node_skip(info) is None)

@@ -159,3 +159,28 @@ def test_a_holder_that_lost_its_endpoint_does_not_keep_for_a_joining_owner() -> 
     plan = ownership.plan_layer2(snap, live, {}, frozenset({"node-b"}), frozenset({IPS[50]}))
     assert plan.claims == frozenset()
     assert plan.owners[IPS[50]] == "node-b"
+
+
+ROUND = st.tuples(
+    st.sets(st.sampled_from(NODE_NAMES), min_size=1),  # the cluster's nodes this round
+    st.sets(st.sampled_from(NODE_NAMES)),  # live by heartbeats
+    st.dictionaries(st.sampled_from(NODE_NAMES),  # a Local Service's endpoints
+                    st.booleans()),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(ROUND, min_size=1, max_size=6), st.integers(min_value=1, max_value=4))
+def test_rankings_change_nothing_but_the_cost(rounds: list, depth: int) -> None:
+    """The memo kept across rounds (nodes joining, dying, coming back; Local endpoints
+    moving) gives exactly the plan computed from scratch, with any depth."""
+    memo = ownership.Rankings(depth=depth)
+    cluster = svc("web", ip="192.0.2.101", assigned=["192.0.2.101"])
+    local = svc("db", ip="192.0.2.102", assigned=["192.0.2.102"], local=True)
+    for names, live, endpoint_flags in rounds:
+        ordered = tuple(sorted(names))
+        endpoints = {local.key: frozenset(n for n, up in endpoint_flags.items() if up)}
+        snap = _snap(ordered[0], (cluster, local), ordered, endpoints=endpoints)
+        fresh = ownership.plan_layer2(snap, frozenset(live), {})
+        memoised = ownership.plan_layer2(snap, frozenset(live), {}, rankings=memo)
+        assert memoised == fresh

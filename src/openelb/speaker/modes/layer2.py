@@ -57,6 +57,7 @@ class Layer2Mode:
         self._rejoins = 0  # heartbeats.rejoins as last acted on
         self._secret_checked = -1e9
         self._owned: set[tuple[str, ...]] = set()  # (ip, service) series of the gauge
+        self._rankings = ownership.Rankings()  # memo across rounds (planner/ownership.py)
 
     def ready(self) -> tuple[bool, str]:
         return True, "ok"
@@ -156,7 +157,7 @@ class Layer2Mode:
             live, serving, settled = ready | {self.node}, {self.node: mine}, True
             joining = frozenset()
         held = frozenset(claim.ip for claim in self.announcer.claims)
-        plan = ownership.plan_layer2(snap, live, serving, joining, held)
+        plan = ownership.plan_layer2(snap, live, serving, joining, held, self._rankings)
         claims: set[l2.Claim] = set()
         if settled:
             for claim in plan.claims:
