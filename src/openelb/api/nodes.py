@@ -17,7 +17,7 @@ from typing import Any
 
 from openelb.api import addresses, annotations
 
-__all__ = ["NodeInfo", "ready_endpoint_nodes", "slim_endpointslice", "slim_node"]
+__all__ = ["NodeInfo", "ready_endpoint_nodes", "slice_nodes", "slim_endpointslice", "slim_node"]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -63,17 +63,26 @@ def ready_endpoint_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[str, froze
     """Service key `ns/name` -> nodes with at least one ready endpoint of it."""
     found: dict[str, set[str]] = {}
     for raw in slices:
-        meta = raw.get("metadata") or {}
-        service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if not service:
-            continue
-        nodes = found.setdefault(f"{meta.get('namespace')}/{service}", set())
-        for endpoint in raw.get("endpoints") or ():
-            node = endpoint.get("nodeName")
-            ready = (endpoint.get("conditions") or {}).get("ready")
-            if node and ready is not False:  # absent means ready (API contract)
-                nodes.add(str(node))
+        slice_of = slice_nodes(raw)
+        if slice_of is not None:
+            found.setdefault(slice_of[0], set()).update(slice_of[1])
     return {k: frozenset(v) for k, v in found.items()}
+
+
+def slice_nodes(raw: Mapping[str, Any]) -> tuple[str, frozenset[str]] | None:
+    """One EndpointSlice: (its Service key, the nodes of its ready endpoints), or None
+    for a slice of no Service."""
+    meta = raw.get("metadata") or {}
+    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if not service:
+        return None
+    nodes = set()
+    for endpoint in raw.get("endpoints") or ():
+        node = endpoint.get("nodeName")
+        ready = (endpoint.get("conditions") or {}).get("ready")
+        if node and ready is not False:  # absent means ready (API contract)
+            nodes.add(str(node))
+    return f"{meta.get('namespace')}/{service}", frozenset(nodes)
 
 
 def _slim_metadata(raw: Mapping[str, Any]) -> dict[str, Any]:

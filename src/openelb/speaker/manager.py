@@ -46,7 +46,9 @@ class Speaker:
             "services": functools.partial(snapshots.service_entry, lb_class=settings.lb_class),
             "endpointslices": nodes.slim_endpointslice, "nodes": nodes.slim_node,
         }
-        self.informers = {name: informer.Informer(kube, kind, self._changed,
+        # EndpointSlices also feed the snapshot's endpoint index as they change.
+        callbacks = {"endpointslices": self._slice_changed}
+        self.informers = {name: informer.Informer(kube, kind, callbacks.get(name, self._changed),
                                                   transform=transforms.get(name))
                           for name, kind in kinds.items()}
         self.stats = metrics.SpeakerMetrics(settings.registry)
@@ -70,6 +72,10 @@ class Speaker:
             await mode.start()
 
     def _changed(self, key: str) -> None:
+        self._dirty.set()
+
+    def _slice_changed(self, key: str) -> None:
+        self.snapshots.endpoints.changed(key)
         self._dirty.set()
 
     def ready(self) -> tuple[bool, str]:
