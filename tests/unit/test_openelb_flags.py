@@ -16,19 +16,27 @@ OPENELB_ARGS = ["--api-hosts=:50051", "--enable-keepalived-vip=false", "--enable
                 "--health-port=8080", "--configmap-name=openelb-vip-configmap",
                 "--configmap-namespace=openelb-system"]
 
+OPENELB_MANAGER_ARGS = ["--webhook-port=443", "--metrics-addr=:50052", "--readiness-addr=0",
+                        "--leader-elect=true", "--enable-leader-election", "--v=4"]
 
-def test_openelb_speaker_args_are_accepted_and_each_warned_about(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+
+@pytest.mark.parametrize(("daemon", "given", "flags"), [
+    (["speaker", "--node", "node-a"], OPENELB_ARGS, compat.SPEAKER_FLAGS),
+    (["controller"], OPENELB_MANAGER_ARGS, compat.CONTROLLER_FLAGS),
+], ids=["speaker", "manager"])
+def test_openelb_args_are_accepted_and_each_warned_about(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path, daemon: list[str],
+        given: list[str], flags: tuple[compat.OpenElbFlag, ...]) -> None:
     kubeconfig = tmp_path / "missing.kubeconfig"
+    extra = ["--workdir", str(tmp_path)] if daemon[0] == "speaker" else []
     with pytest.raises(SystemExit) as exited:
-        cli.main(["speaker", "--node", "node-a", "--kubeconfig", str(kubeconfig),
-                  "--workdir", str(tmp_path), *OPENELB_ARGS])
+        cli.main([*daemon, "--kubeconfig", str(kubeconfig), *extra, *given])
     out, err = capsys.readouterr()
     text = out + err
     assert "unrecognized arguments" not in text
     assert exited.value.code == 2
     assert "cannot reach the apiserver" in text
-    for flag in compat.SPEAKER_FLAGS:
+    for flag in flags:
         lines = [line for line in text.splitlines() if f"flag=--{flag.name} " in line]
         assert len(lines) == 1, (flag.name, text)
         assert "level=warning" in lines[0]
@@ -50,24 +58,3 @@ def test_a_typo_is_still_refused(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["speaker", "--node", "n", "--enable-layer3=true"])
     assert exited.value.code == 2
     assert "unrecognized arguments: --enable-layer3=true" in capsys.readouterr().err
-
-
-OPENELB_MANAGER_ARGS = ["--webhook-port=443", "--metrics-addr=:50052", "--readiness-addr=0",
-                        "--leader-elect=true", "--enable-leader-election", "--v=4"]
-
-
-def test_openelb_manager_args_are_accepted_and_each_warned_about(
-        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    """A Deployment migrated from OpenELB keeps its manager arguments."""
-    kubeconfig = tmp_path / "missing.kubeconfig"
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["controller", "--kubeconfig", str(kubeconfig), *OPENELB_MANAGER_ARGS])
-    out, err = capsys.readouterr()
-    text = out + err
-    assert "unrecognized arguments" not in text
-    assert exited.value.code == 2
-    assert "cannot reach the apiserver" in text
-    for flag in compat.CONTROLLER_FLAGS:
-        lines = [line for line in text.splitlines() if f"flag=--{flag.name} " in line]
-        assert len(lines) == 1, (flag.name, text)
-        assert "has no effect" in lines[0]
