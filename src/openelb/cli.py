@@ -139,7 +139,8 @@ def _speaker(args: argparse.Namespace) -> int:
         health_port=port, stale_after=args.stale_after, namespace=args.namespace,
         heartbeat_secret=args.heartbeat_secret,
         heartbeat=udp.HeartbeatSettings(args.heartbeat_port, args.heartbeat_interval,
-                                        args.heartbeat_timeout),
+                                        args.heartbeat_timeout,
+                                        key_check=args.heartbeat_key_check),
         keepalived=args.keepalived, vrrp_cluster_id=args.vrrp_cluster_id,
         vrrp=vip_config.VrrpTiming(args.vrrp_advert_interval, args.vrrp_preempt_delay))
     return _run_daemon(args, lambda kube, stop: manager.run(kube, settings, stop))
@@ -281,6 +282,9 @@ def _parser() -> argparse.ArgumentParser:
     speaker.add_argument("--heartbeat-interval", type=float, default=0.25, help="seconds")
     speaker.add_argument("--heartbeat-timeout", type=float, default=1.0,
                          help="a speaker silent this long is dead (layer-2 failover)")
+    speaker.add_argument("--heartbeat-key-check", type=float, default=30.0,
+                         help="seconds between re-reads of the heartbeat Secret; a changed "
+                              "key is rotated in without a restart")
     speaker.add_argument("--keepalived", default="keepalived",
                          help="the keepalived binary VIP mode runs")
     speaker.add_argument("--vrrp-cluster-id", default="",

@@ -114,3 +114,34 @@ async def test_a_peer_whose_clock_drifts_is_reported_before_its_heartbeats_go_st
         assert alarms == [("node-b", 12.0, True), ("node-b", 0.5, False)]
     finally:
         await beats.aclose()
+
+
+
+async def test_during_a_key_rotation_both_keys_are_accepted_then_only_the_new() -> None:
+    """Issue #16: the heartbeat key is rotated without a restart. On real sockets: while
+    the rotation settles, heartbeats signed with either key are taken; once it is over,
+    the old key is refused."""
+    new = b"n" * 32
+    now = [100.0]
+    port = _free_udp_port()
+    refused: list[codec.Refused] = []
+    beats = udp.Heartbeats("node-a", SECRET, udp.HeartbeatSettings(port=port),
+                           clock=lambda: now[0], on_refused=refused.append)
+    await beats.start()
+    try:
+        beats.rotate(new, settle=10.0)
+        beats.set_peers({"node-b": "127.0.0.1", "node-c": "127.0.0.1"})
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            # node-b has not read the new key yet, node-c has.
+            for node, key in (("node-b", SECRET), ("node-c", new)):
+                beat = codec.Heartbeat(node, "b1", 1, time.time(), frozenset())
+                sender.sendto(codec.encode(beat, key), ("127.0.0.1", port))
+            await _until(lambda: beats.live_peers() == 2)
+            # (node-a's own heartbeats come back on loopback: refused as notOurs)
+            assert codec.Refused.BAD_MAC not in refused
+            now[0] += 25.0  # past twice the settle time: the old key is gone
+            beat = codec.Heartbeat("node-b", "b1", 2, time.time(), frozenset())
+            sender.sendto(codec.encode(beat, SECRET), ("127.0.0.1", port))
+            await _until(lambda: codec.Refused.BAD_MAC in refused)
+    finally:
+        await beats.aclose()

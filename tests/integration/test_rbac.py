@@ -22,6 +22,7 @@ GROUP = "network.kubesphere.io"
 SYSTEM = "openelb-system"
 CONTROLLER_LEASE = "openelb-controller"  # the controller's leader Lease (controller/manager.py)
 WEBHOOK_CERT = "openelb-webhook-cert"  # controller/certs.py
+HEARTBEAT_SECRET = "openelb-speaker-heartbeat"  # speaker/modes/layer2.py
 WEBHOOK_CONFIGURATION = "openelb-admission"  # deploy/components/15-webhook.yaml
 MERGE = "application/merge-patch+json"
 
@@ -352,9 +353,15 @@ async def create_lease_elsewhere(api: k8s.ApiClient, w: World) -> Any:
     return await k8s.CoordinationV1Api(api).create_namespaced_lease(w.namespace, _lease(w))
 
 
-async def read_secret_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
-    await _core(api).list_namespaced_secret(SYSTEM)
-    return await _core(api).read_namespaced_secret(w.system_secret, SYSTEM)
+async def read_heartbeat_secret(api: k8s.ApiClient, w: World) -> Any:
+    """What the speaker does every 30 s: get the heartbeat key's Secret by name."""
+    core = _core(api)
+    try:
+        return await core.read_namespaced_secret(HEARTBEAT_SECRET, SYSTEM)
+    except k8s.ApiException as exc:
+        if exc.status != 404:  # not created yet by a controller: the read was allowed
+            raise
+        return None
 
 
 async def create_secret_in_openelb_system(api: k8s.ApiClient, w: World) -> Any:
@@ -539,7 +546,7 @@ async def test_controller_may_not_do_what_it_does_not_need(
     set_bgppeer_status,
     create_core_event,
     create_events_k8s_io_event,
-    read_secret_in_openelb_system,
+    read_heartbeat_secret,
     read_kube_system_namespace,
 )
 async def test_speaker_may_do_what_announcing_needs(
@@ -565,6 +572,8 @@ async def test_speaker_may_do_what_announcing_needs(
     create_secret_in_openelb_system,
     list_secrets_elsewhere,
     list_all_secrets,
+    read_other_secret_in_openelb_system,
+    list_secrets_in_openelb_system,
     list_pods,
     list_all_pods,
     create_pod,

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from openelb.announce.liveness import codec, membership
+from openelb.announce.liveness import codec, keys, membership
 
 __all__ = ["HeartbeatSettings", "Heartbeats"]
 
@@ -43,6 +43,7 @@ class HeartbeatSettings:
     # A peer whose clock is off by more than this is reported (heartbeats are refused
     # beyond membership's 30 s window, which would count the peer dead: split ownership).
     skew_warn: float = 5.0
+    key_check: float = 30.0  # how often the speaker re-reads the shared key's Secret
 
 
 OnRefused = Callable[[codec.Refused], None]
@@ -75,7 +76,7 @@ class Heartbeats:
         self._on_skew = on_skew
         self._on_skew_alarm = on_skew_alarm
         self._skewed: set[str] = set()  # peers whose clock is off by more than skew_warn
-        self._secret = secret
+        self._keys = keys.KeyRing(secret)  # signs what it sends, checks what it receives
         self.settings = settings
         self._on_change = on_change
         self._clock, self._wall = clock, wall
@@ -118,8 +119,12 @@ class Heartbeats:
             self._claiming = True
             self._wake.set()
 
-    def set_secret(self, secret: bytes) -> None:
-        self._secret = secret
+    def rotate(self, secret: bytes, settle: float) -> None:
+        """A new shared key (the Secret changed): accepted at once, signed with after
+        `settle` seconds, the old key accepted `settle` longer (keys.py)."""
+        if self._keys.rotate(secret, self._clock(), settle):
+            log.info("heartbeat key rotating", extra={"op": "liveness", "node": self.node,
+                                                      "settle_s": settle})
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -140,7 +145,12 @@ class Heartbeats:
         self._task = asyncio.create_task(self._send_loop(), name="heartbeats")
 
     def _received(self, data: bytes) -> None:
-        decoded = codec.decode(data, self._secret)
+        accepted = self._keys.accepted(self._clock())
+        decoded = codec.decode(data, accepted[0])
+        for other in accepted[1:]:  # during a key rotation
+            if decoded is not codec.Refused.BAD_MAC:
+                break
+            decoded = codec.decode(data, other)
         if isinstance(decoded, codec.Refused):
             self._refuse(decoded)
             return
@@ -229,10 +239,11 @@ class Heartbeats:
 
     def _send(self, *, leaving: bool = False) -> None:
         self._seq += 1
+        self._keys.tick(self._clock())  # a rotation may have reached its signing step
         packet = codec.encode(codec.Heartbeat(self.node, self._boot, self._seq, self._wall(),
                                               self.pools, self._claiming, leaving,
                                               self._booted_at),
-                              self._secret)
+                              self._keys.signing)
         for address in list(self._peers.values()):
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             for transport in self._transports:

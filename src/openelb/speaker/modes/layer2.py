@@ -58,12 +58,40 @@ class Layer2Mode:
         self._secret_checked = -1e9
         self._owned: set[tuple[str, ...]] = set()  # (ip, service) series of the gauge
         self._rankings = ownership.Rankings()  # memo across rounds (planner/ownership.py)
+        self._key_watch: asyncio.Task[None] | None = None
 
     def ready(self) -> tuple[bool, str]:
         return True, "ok"
 
     async def start(self) -> None:
         await self._start_heartbeats()
+        self._key_watch = asyncio.create_task(self._follow_key(), name="heartbeat-key")
+
+    async def _read_key(self) -> bytes:
+        s = self._ctx.settings
+        raw = await self._ctx.kube.get(resources.SECRETS, s.heartbeat_secret, s.namespace)
+        return base64.b64decode((raw.get("data") or {}).get("secret", ""))
+
+    async def _follow_key(self) -> None:
+        """Re-read the heartbeat Secret every `key_check` seconds and rotate to a new key
+        without a restart (udp.Heartbeats.rotate: every speaker accepts the new key
+        before any signs with it). Also starts heartbeats once the Secret appears."""
+        interval = self._ctx.settings.heartbeat.key_check
+        while True:
+            await asyncio.sleep(interval)
+            if self.heartbeats is None:
+                await self._start_heartbeats()
+                continue
+            try:
+                key = await self._read_key()
+            except (kube_errors.KubeError, ValueError) as exc:
+                log.warning("heartbeat key not re-read", extra={"op": "liveness",
+                                                                "error": str(exc)})
+                continue
+            if key:
+                # Every peer reads the Secret within `interval` of the change, so
+                # signing with the new key after twice that is safe.
+                self.heartbeats.rotate(key, settle=2 * interval)
 
     async def _start_heartbeats(self) -> None:
         """Heartbeats, once the shared Secret can be read (retried every 10 s)."""
@@ -75,9 +103,8 @@ class Layer2Mode:
             return
         self._secret_checked = now
         try:
-            raw = await self._ctx.kube.get(resources.SECRETS, s.heartbeat_secret, s.namespace)
-            secret = base64.b64decode((raw.get("data") or {}).get("secret", ""))
-        except kube_errors.KubeError as exc:
+            secret = await self._read_key()
+        except (kube_errors.KubeError, ValueError) as exc:
             log.warning("heartbeat secret unavailable: layer-2 failover falls back to node "
                         "readiness (slow) until it exists", extra={
                             "op": "liveness", "error": str(exc)})
@@ -190,6 +217,9 @@ class Layer2Mode:
         addresses at once; it keeps answering for one heartbeat interval meanwhile, but
         announces nothing more: a gratuitous repeat after the heir's would pull the LAN
         back to this node just before it goes quiet."""
+        if self._key_watch is not None:
+            self._key_watch.cancel()
+            await asyncio.gather(self._key_watch, return_exceptions=True)
         await self.announcer.stop_announcing()
         if self.heartbeats is not None:
             await self.heartbeats.leave()
