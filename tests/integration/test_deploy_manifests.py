@@ -45,3 +45,29 @@ async def test_a_broken_manifest_is_refused_by_dry_run(admin: k8s.ApiClient) -> 
     with pytest.raises(k8s.ApiException) as refused:
         await manifests.apply(admin, [deployment], dry_run=True)
     assert refused.value.status in (400, 422)
+
+
+async def test_the_speaker_pod_is_admitted_by_pod_security_only_where_we_allow_it(
+        admin: k8s.ApiClient, namespace: str) -> None:
+    """openelb-system is labelled for Pod Security `privileged`: a speaker pod (host
+    network, NET_ADMIN) is admitted there, and refused in a namespace that enforces
+    baseline, with the reason the kubelet would never show."""
+    (daemonset,) = [o for o in manifests.load(DEPLOY / "components")
+                    if o["kind"] == "DaemonSet"]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "speaker-probe"},
+           "spec": daemonset["spec"]["template"]["spec"]}
+    system = await k8s.CoreV1Api(admin).read_namespace("openelb-system")
+    assert system.metadata.labels["pod-security.kubernetes.io/enforce"] == "privileged"
+    await k8s.CoreV1Api(admin).create_namespaced_pod("openelb-system", pod, dry_run="All")
+    await k8s.CoreV1Api(admin).patch_namespace(namespace, {"metadata": {"labels": {
+        "pod-security.kubernetes.io/enforce": "baseline"}}})
+    elsewhere = {**pod, "spec": {k: v for k, v in pod["spec"].items()
+                                 if k != "serviceAccountName"}}
+    # No controller-manager here makes the namespace's default ServiceAccount.
+    await k8s.CoreV1Api(admin).create_namespaced_service_account(
+        namespace, {"metadata": {"name": "default"}})
+    with pytest.raises(k8s.ApiException) as refused:
+        await k8s.CoreV1Api(admin).create_namespaced_pod(namespace, elsewhere,
+                                                         dry_run="All")
+    assert refused.value.status == 403
+    assert "violates PodSecurity" in refused.value.body
