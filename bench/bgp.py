@@ -43,8 +43,8 @@ from typing import Any
 
 from openelb.api import annotations
 from openelb.kube import client, resources
-from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import controlplane, netlab
+from openelb_testenv import cluster as testenv_cluster
+from openelb_testenv import controlplane, netlab
 from statuswatch import StatusWatch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,6 +1,6 @@
 """Benchmark of the controller on a real control plane (issue 4). Prints JSON; asserts nothing.
 
-Starts its own etcd + kube-apiserver (openelb.testenv), installs the CRDs and RBAC, and
+Starts its own etcd + kube-apiserver (openelb_testenv), installs the CRDs and RBAC, and
 runs `openelb controller` as a child process under the openelb-controller
 ServiceAccount. Then, as the admin:
 
@@ -43,7 +43,7 @@ import aiohttp
 from openelb.api import annotations
 from openelb.kube import client, resources
 from openelb.kube import errors as kube_errors
-from openelb.testenv import clients, components, controlplane, manifests
+from openelb_testenv import clients, components, controlplane, manifests
 from statuswatch import StatusWatch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 memory. Prints JSON (also written to bench/results/layer2.json); asserts nothing.
 
 Starts its own etcd + kube-apiserver, a namespace lab whose router only forwards (no BGP)
-with three nodes, the controller and one `openelb speaker` per node (openelb.testenv),
+with three nodes, the controller and one `openelb speaker` per node (openelb_testenv),
 a layer-2 Eip in the LAN and Services until each node (up to `--rounds` of them) owns
 one (owners follow the documented rule, docs/layer2.md). Every node carries the Service
 addresses on lo and serves HTTP answering its own name. Then:
@@ -60,8 +60,8 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import watch
 
 from openelb.planner import ownership
-from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import controlplane, netlab
+from openelb_testenv import cluster as testenv_cluster
+from openelb_testenv import controlplane, netlab
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "layer2.json"

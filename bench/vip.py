@@ -3,7 +3,7 @@ the speaker and its keepalived; the same figures of layer-2 mode beside them. Pr
 JSON (also written to bench/results/vip.json); asserts nothing.
 
 Starts its own etcd + kube-apiserver, a namespace lab whose router only forwards (no BGP)
-with three nodes, the controller and one `openelb speaker` per node (openelb.testenv);
+with three nodes, the controller and one `openelb speaker` per node (openelb_testenv);
 each speaker runs the real keepalived (VRRP, unicast between the nodes). A VIP Eip
 (`spec.protocol: vip`, interface eth0) in the LAN and Services until each node (up to
 `--rounds` of them) is VRRP master of one address: the master is the node the layer-2
@@ -75,8 +75,8 @@ from typing import Any
 
 import layer2
 from openelb.kube import client
-from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import controlplane, netlab
+from openelb_testenv import cluster as testenv_cluster
+from openelb_testenv import controlplane, netlab
 from statuswatch import StatusWatch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,7 +1,7 @@
 """Benchmark of the admission webhook (issue 12): time per review with 1,000 Eips present.
 Prints JSON (also written to bench/results/webhook.json); asserts nothing.
 
-Starts its own etcd + kube-apiserver (openelb.testenv), installs the CRDs, RBAC and the
+Starts its own etcd + kube-apiserver (openelb_testenv), installs the CRDs, RBAC and the
 ValidatingWebhookConfiguration of deploy/components (its `service:` references turned
 into `url:` on 127.0.0.1, as in tests/integration/controller/test_webhook.py), creates
 `--eips` Eips (2001:db8:0:N::/64, disjoint) and runs one `openelb controller` with its
@@ -42,7 +42,7 @@ import h11
 
 from openelb.kube import client, resources
 from openelb.kube import errors as kube_errors
-from openelb.testenv import clients, components, controlplane, manifests
+from openelb_testenv import clients, components, controlplane, manifests
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGURATION = "openelb-admission"

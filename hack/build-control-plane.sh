@@ -7,7 +7,7 @@
 # where <key> is the first 16 hex digits of the sha256 of those four files and of this
 # script (the build recipe), concatenated in the order etcd/go.mod etcd/go.sum
 # kube-apiserver/go.mod kube-apiserver/go.sum build-control-plane.sh.
-# openelb.testenv.controlplane.cache_key() computes the same key: change both together.
+# openelb_testenv.controlplane.cache_key() computes the same key: change both together.
 #
 # Idempotent: a complete cache entry is reused and nothing is built. Atomic: the build
 # goes to a temporary directory beside the entry and is renamed into place only once

@@ -52,7 +52,7 @@ if [[ ! -x .venv/bin/python ]]; then
     "$python" -m venv .venv
 fi
 log "installing the Python package and its pinned dependencies"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' -e ./testenv
 
 log "building (or reusing) the kube-apiserver and etcd"
 bash hack/build-control-plane.sh

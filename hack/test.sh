@@ -6,9 +6,9 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 echo "== ruff"
-.venv/bin/ruff check src tests bench
-echo "== mypy --strict src"
-.venv/bin/mypy src
+.venv/bin/ruff check src testenv/src tests bench
+echo "== mypy --strict src testenv/src"
+.venv/bin/mypy src testenv/src
 echo "== import contracts (DESIGN §3 layers)"
 .venv/bin/lint-imports
 echo "== pytest"

@@ -16,7 +16,7 @@ from types import FrameType
 
 import pytest
 
-from openelb.testenv import clients, controlplane, manifests
+from openelb_testenv import clients, controlplane, manifests
 
 REPO = Path(__file__).resolve().parents[1]
 CRDS = REPO / "deploy" / "crds"

@@ -152,10 +152,10 @@ def _demo(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     try:
-        from openelb.testenv import demo as demo_run
+        from openelb_testenv import demo as demo_run
     except ImportError as exc:
         print(f"openelb demo: the test environment is not installed ({exc}); "
-              "run hack/install.sh or pip install 'openelb[testenv]'", file=sys.stderr)
+              "run hack/install.sh or pip install ./testenv (openelb-testenv)", file=sys.stderr)
         return 1
     if args.teardown:
         removed = demo_run.teardown()

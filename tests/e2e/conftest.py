@@ -29,8 +29,8 @@ from typing import Any
 import pluggy
 import pytest
 
-from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import controlplane, netlab
+from openelb_testenv import cluster as testenv_cluster
+from openelb_testenv import controlplane, netlab
 
 FLAVOURS = ("bird", "frr", "gobgp")
 
@@ -140,7 +140,7 @@ ClusterFactory = Callable[..., contextlib.AbstractAsyncContextManager[testenv_cl
 @pytest.fixture
 def cluster(lab: LabFactory, control_plane: controlplane.ControlPlane) -> ClusterFactory:
     """A factory: `async with cluster(router="bird") as c:` -> a lab plus the real control
-    plane, the controller and one speaker per node (openelb.testenv.cluster.Cluster).
+    plane, the controller and one speaker per node (openelb_testenv.cluster.Cluster).
     Keyword arguments go to the lab, except `settings` (a ClusterSettings)."""
 
     @contextlib.asynccontextmanager

@@ -13,7 +13,9 @@ logs after the run.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,7 +25,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from openelb.kube import client
-from openelb.testenv import clients, controlplane
+from openelb_testenv import clients, controlplane
 
 REPO = Path(__file__).resolve().parents[2]
 CRDS = REPO / "deploy" / "crds"
@@ -102,6 +104,20 @@ async def namespace(admin: k8s.ApiClient) -> AsyncIterator[str]:
         await core.delete_namespace(name)
 
 
+async def _patiently(call: Callable[[], Awaitable[Any]], within: float = 30.0) -> Any:
+    """`call()`, again while the apiserver answers 429: a test that changed a CRD (the
+    webhook tests switch its conversion) leaves its storage re-initialising for a
+    moment, and the apiserver asks to retry after `Retry-After`."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        try:
+            return await call()
+        except k8s.ApiException as exc:
+            if exc.status != 429 or asyncio.get_running_loop().time() > deadline:
+                raise
+        await asyncio.sleep(1.0)
+
+
 @pytest.fixture(autouse=True)
 async def _remove_cluster_scoped_openelb_objects(
     control_plane: controlplane.ControlPlane,
@@ -111,9 +127,8 @@ async def _remove_cluster_scoped_openelb_objects(
     async with clients.admin_client(control_plane) as api:
         custom = k8s.CustomObjectsApi(api)
         for plural, version in CLUSTER_KINDS:
-            listing: dict[str, Any] = await custom.list_cluster_custom_object(
-                GROUP, version, plural
-            )
+            listing: dict[str, Any] = await _patiently(functools.partial(
+                custom.list_cluster_custom_object, GROUP, version, plural))
             for item in listing["items"]:
                 name = item["metadata"]["name"]
                 if item["metadata"].get("finalizers"):

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from openelb.testenv import clients, controlplane
+from openelb_testenv import clients, controlplane
 
 pytestmark = pytest.mark.controlplane
 
@@ -137,7 +137,7 @@ _CHILD = textwrap.dedent(
     """
     import asyncio, json, sys
     from pathlib import Path
-    from openelb.testenv import controlplane
+    from openelb_testenv import controlplane
 
     async def main():
         binaries = controlplane.Binaries.locate(Path(sys.argv[1]))
@@ -205,12 +205,12 @@ def test_build_script_and_python_agree_on_the_cache_entry(
 
 
 async def test_cli_runs_until_sigterm_then_cleans_up(tmp_path: Path) -> None:
-    """`python -m openelb.testenv.controlplane` serves until SIGTERM, then leaves nothing."""
+    """`python -m openelb_testenv.controlplane` serves until SIGTERM, then leaves nothing."""
     env = {**os.environ, "TMPDIR": str(tmp_path)}
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "openelb.testenv.controlplane",
+        "openelb_testenv.controlplane",
         stdout=subprocess.PIPE,
         env=env,
     )

@@ -11,7 +11,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from openelb.api import bgp, eip, errors
-from openelb.testenv import manifests
+from openelb_testenv import manifests
 
 pytestmark = pytest.mark.controlplane
 

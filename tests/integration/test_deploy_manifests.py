@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from openelb.testenv import manifests
+from openelb_testenv import manifests
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 import pytest
 
 from openelb.announce.liveness import codec, udp
-from openelb.testenv import netlab
+from openelb_testenv import netlab
 
 SECRET = b"k" * 32
 

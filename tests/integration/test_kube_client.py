@@ -15,7 +15,7 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from openelb.kube import client, config, errors, resources
-from openelb.testenv import clients, controlplane
+from openelb_testenv import clients, controlplane
 
 
 def admin_document(cp: controlplane.ControlPlane) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from openelb.testenv import cluster as testenv_cluster
+from openelb_testenv import cluster as testenv_cluster
 from tests.e2e.conftest import ClusterFactory
 
 pytestmark = pytest.mark.root

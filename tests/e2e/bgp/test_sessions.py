@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import netlab
+from openelb_testenv import cluster as testenv_cluster
+from openelb_testenv import netlab
 from tests.e2e.conftest import ClusterFactory
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(120)]

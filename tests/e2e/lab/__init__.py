@@ -1,1 +1,1 @@
-"""Tests of the namespace lab itself (openelb.testenv.netlab, routers)."""
+"""Tests of the namespace lab itself (openelb_testenv.netlab, routers)."""

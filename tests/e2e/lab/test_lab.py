@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from openelb.testenv import netlab, routers
+from openelb_testenv import netlab, routers
 from tests.e2e.conftest import LabFactory
 
 pytestmark = [pytest.mark.root, pytest.mark.timeout(90)]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from openelb.testenv import netlab, routers
+from openelb_testenv import netlab, routers
 
 
 def test_kernel_next_hops_reads_single_and_multipath_routes() -> None:

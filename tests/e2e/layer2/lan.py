@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from kubernetes_asyncio import client as k8s
 
 from openelb.planner import ownership
-from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import netlab
+from openelb_testenv import cluster as testenv_cluster
+from openelb_testenv import netlab
 
 __all__ = [
     "POOL_V4",

@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import pytest
 
-from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import netlab
+from openelb_testenv import cluster as testenv_cluster
+from openelb_testenv import netlab
 from tests.e2e.conftest import ClusterFactory
 from tests.e2e.layer2 import lan
 

@@ -24,8 +24,8 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from openelb.planner import vip as vip_plan
-from openelb.testenv import cluster as testenv_cluster
-from openelb.testenv import netlab
+from openelb_testenv import cluster as testenv_cluster
+from openelb_testenv import netlab
 from tests.e2e.conftest import ClusterFactory
 from tests.e2e.layer2 import lan
 

@@ -26,7 +26,7 @@ from kubernetes_asyncio import client as k8s
 
 from openelb.kube import client, resources
 from openelb.kube import errors as kube_errors
-from openelb.testenv import components, controlplane
+from openelb_testenv import components, controlplane
 from tests.integration.controller import harness
 
 CONTROLLER_NAMESPACE = "openelb-system"

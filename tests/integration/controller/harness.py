@@ -21,7 +21,7 @@ from openelb.api import annotations
 from openelb.controller import services
 from openelb.kube import client, resources
 from openelb.kube import errors as kube_errors
-from openelb.testenv import components
+from openelb_testenv import components
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from openelb.testenv import controlplane
+from openelb_testenv import controlplane
 from tests.integration.controller import harness
 from tests.integration.controller.conftest import Controllers
 

@@ -28,7 +28,7 @@ from openelb.api import annotations
 from openelb.controller import pki
 from openelb.kube import client, resources
 from openelb.kube import errors as kube_errors
-from openelb.testenv import components, manifests
+from openelb_testenv import components, manifests
 from tests.integration.controller import harness
 from tests.integration.controller.conftest import Controllers
 

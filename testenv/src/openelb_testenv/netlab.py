@@ -47,7 +47,7 @@ Teardown happens on every path: `async with` / `close()` (also on cancellation a
 KeyboardInterrupt), an atexit hook, the kernel's parent-death signal for the processes
 it started, and `remove_stale_namespaces()` for runs that were killed outright: each
 Lab holds an flock on `<tempdir>/openelb-netlab/<run>.lock` for its lifetime, so a run
-whose lock is free is gone (`python -m openelb.testenv.netlab remove-stale` runs it).
+whose lock is free is gone (`python -m openelb_testenv.netlab remove-stale` runs it).
 
     NetlabError            root of this module's errors
      ├── ToolMissing       a program from a Debian package is not installed
@@ -85,7 +85,7 @@ from typing import Any, ClassVar, TypeAlias
 
 import yaml
 
-from openelb.testenv import components
+from openelb_testenv import components
 
 __all__ = [
     "LAN_V4",
@@ -1009,7 +1009,7 @@ class Router(abc.ABC):
 
 def _router_class(flavour: str) -> type[Router]:
     # routers.py builds on this module, so it is imported when a flavour is asked for.
-    from openelb.testenv import routers
+    from openelb_testenv import routers
 
     try:
         return routers.FLAVOURS[flavour]
@@ -1450,10 +1450,10 @@ def rewrite_kubeconfig(source: Path, destination: Path, port: int) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m openelb.testenv.netlab remove-stale`: delete namespaces of dead runs."""
+    """`python -m openelb_testenv.netlab remove-stale`: delete namespaces of dead runs."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m openelb.testenv.netlab")
+    parser = argparse.ArgumentParser(prog="python -m openelb_testenv.netlab")
     parser.add_argument("command", choices=["remove-stale", "list"])
     parser.add_argument(
         "--unclaimed",

@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from openelb.testenv import netlab
+from openelb_testenv import netlab
 
 __all__ = ["FLAVOURS", "Bird", "BirdSpeaker", "Frr", "Gobgp", "gobgp_ecmp"]
 
@@ -183,7 +183,7 @@ class Bird(netlab.Router):
         """The bird.conf for the current config."""
         config = self.config
         parts = [
-            "# Rendered by openelb.testenv.routers for one lab run.\n",
+            "# Rendered by openelb_testenv.routers for one lab run.\n",
             "log stderr all;\n",
             f"router id {config.router_id};\n",
             "protocol device { scan time 10; }\n",
@@ -271,7 +271,7 @@ class Frr(netlab.Router):
         """The bgpd.conf for the current config (zebra's needs nothing)."""
         config = self.config
         lines = [
-            "! Rendered by openelb.testenv.routers for one lab run.",
+            "! Rendered by openelb_testenv.routers for one lab run.",
             "frr defaults traditional",
             "hostname router",
             f"router bgp {config.asn}",
@@ -456,7 +456,7 @@ class Gobgp(netlab.Router):
         """The gobgpd.toml for the current config."""
         config = self.config
         lines = [
-            "# Rendered by openelb.testenv.routers for one lab run.",
+            "# Rendered by openelb_testenv.routers for one lab run.",
             "[global.config]",
             f"  as = {config.asn}",
             f"  router-id = {_toml(config.router_id)}",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from kubernetes_asyncio import client as k8s
 
-from openelb.testenv import clients, controlplane
+from openelb_testenv import clients, controlplane
 
 __all__ = ["Component", "free_port", "token_kubeconfig"]
 

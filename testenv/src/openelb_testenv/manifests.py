@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from kubernetes_asyncio import client as k8s
 
-from openelb.testenv import controlplane
+from openelb_testenv import controlplane
 
 __all__ = [
     "FIELD_MANAGER",

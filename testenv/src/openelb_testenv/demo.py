@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from openelb.testenv import cluster, controlplane, netlab
+from openelb_testenv import cluster, controlplane, netlab
 
 __all__ = ["DemoResult", "run"]
 

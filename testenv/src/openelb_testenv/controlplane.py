@@ -135,7 +135,7 @@ def _cache_root() -> Path:
 
 
 def _find_repo() -> Path:
-    # src/openelb/testenv/controlplane.py -> the checkout's root holds the build script.
+    # testenv/src/openelb_testenv/controlplane.py -> the checkout's root holds the build script.
     for parent in Path(__file__).resolve().parents:
         if (parent / BUILD_SCRIPT).is_file():
             return parent
@@ -706,7 +706,7 @@ class ControlPlane:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a control plane until SIGINT/SIGTERM; print its kubeconfig path when ready."""
     parser = argparse.ArgumentParser(
-        prog="python -m openelb.testenv.controlplane",
+        prog="python -m openelb_testenv.controlplane",
         description="Run a real etcd + kube-apiserver on loopback until interrupted.",
     )
     parser.add_argument(

@@ -24,7 +24,7 @@ from typing import Any
 
 from kubernetes_asyncio import client as k8s
 
-from openelb.testenv import clients, components, controlplane, manifests, netlab
+from openelb_testenv import clients, components, controlplane, manifests, netlab
 
 __all__ = ["SPEAKER_HEALTH_ADDR", "Cluster", "ClusterSettings"]
 

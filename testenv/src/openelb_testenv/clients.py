@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from kubernetes_asyncio import client as k8s
 
-from openelb.testenv import controlplane
+from openelb_testenv import controlplane
 
 __all__ = [
     "admin_client",

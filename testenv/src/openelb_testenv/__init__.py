@@ -9,6 +9,6 @@ imports it, and the pure layers are forbidden to (pyproject import contracts).
     components     run openelb's own daemons as processes under their ServiceAccounts
 """
 
-from openelb.testenv import clients, components, controlplane, manifests
+from openelb_testenv import clients, components, controlplane, manifests
 
 __all__ = ["clients", "components", "controlplane", "manifests"]
