@@ -267,7 +267,9 @@ def _parser() -> argparse.ArgumentParser:
                     "(BGP through ExaBGP, layer 2 by ARP/NDP, VIP through keepalived). "
                     "OpenELB's speaker flags are accepted and ignored, with a warning each.")
     # A speaker writes its own status and Events: one per Service it starts announcing.
-    _daemon_arguments(speaker, health_addr="0.0.0.0:8081", qps=100.0, burst=500)
+    # 7474/TCP next to the heartbeats' 7473/UDP: on the host network 8080/8081 are taken by
+    # common node agents, and MetalLB's speaker uses 7472 (both may run while migrating).
+    _daemon_arguments(speaker, health_addr="0.0.0.0:7474", qps=100.0, burst=500)
     node = _env("NODE_NAME")
     speaker.add_argument("--node", default=node, required=node is None,
                          help="this node's name ($NODE_NAME)")

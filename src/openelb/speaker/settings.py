@@ -19,7 +19,7 @@ class SpeakerSettings:
     debounce: float = 0.05  # least time between two plan rounds: bursts coalesce
     stale_after: float = 30.0  # a watch failing this long makes /readyz fail
     health_host: str = "127.0.0.1"
-    health_port: int = 8081
+    health_port: int = 7474
     namespace: str = "openelb-system"  # where the heartbeat Secret lives
     heartbeat_secret: str = "openelb-speaker-heartbeat"  # Secret name; key `secret`
     heartbeat: udp.HeartbeatSettings = field(default_factory=udp.HeartbeatSettings)
