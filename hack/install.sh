@@ -16,11 +16,12 @@ log() { echo "install: $*" >&2; }
 # bird2, frr, gobgpd: the lab's real BGP routers; socat: apiserver relay into lab
 # namespaces; netcat-openbsd: the speaker's pipe to ExaBGP's API; tcpdump, curl,
 # arping, ping, ndisc6: what lab clients use to check; keepalived: the speaker's VRRP
-# daemon in VIP mode; ipvsadm: the VIP tests check keepalived leaves IPVS alone.
+# daemon in VIP mode; ipvsadm: the VIP tests check keepalived leaves IPVS alone;
+# prometheus: promtool checks and unit-tests the alert rules in deploy/monitoring.
 debian_packages=(
     iproute2 openssl util-linux procps ca-certificates
     bird2 frr gobgpd socat netcat-openbsd tcpdump curl iputils-arping iputils-ping ndisc6
-    keepalived ipvsadm
+    keepalived ipvsadm prometheus
 )
 missing=()
 for pkg in "${debian_packages[@]}"; do

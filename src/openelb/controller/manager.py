@@ -86,6 +86,7 @@ class Controller:
             kube, self.services, self.namespaces, self.alloc, self.recorder, self.stats,
             lb_class=settings.lb_class, pools_touched=self._pools_touched,
             gap_of=self.gaps.get)
+        metrics.export_waiting(settings.registry, lambda: self.reconciler.waiting_since)
         self.elector = leases.LeaderElector(kube, leases.LeaseSettings(
             settings.namespace, settings.lease_name, settings.identity,
             settings.lease_duration, settings.renew_deadline, settings.retry_period))

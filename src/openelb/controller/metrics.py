@@ -5,9 +5,38 @@ controller/; updated by services.py, eips.py and manager.py; served by health.py
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import time
+from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["ControllerMetrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+__all__ = ["ControllerMetrics", "export_waiting"]
+
+
+class _Waiting(Collector):
+    """Services waiting for an address, read from the reconciler when scraped."""
+
+    def __init__(self, since: Callable[[], Mapping[str, float]]) -> None:
+        self._since = since
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        since = self._since()
+        now = time.monotonic()
+        yield GaugeMetricFamily("openelb_services_pending",
+                                "Services waiting for an address (refused or contested).",
+                                value=len(since))
+        yield GaugeMetricFamily(
+            "openelb_service_pending_longest_seconds",
+            "How long the Service waiting longest for an address has waited.",
+            value=max((now - t for t in since.values()), default=0.0))
+
+
+def export_waiting(registry: CollectorRegistry,
+                   since: Callable[[], Mapping[str, float]]) -> None:
+    """openelb_services_pending and openelb_service_pending_longest_seconds."""
+    registry.register(_Waiting(since))
 
 
 class ControllerMetrics:

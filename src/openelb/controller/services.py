@@ -85,6 +85,9 @@ class ServiceReconciler:
         self.conflicts: dict[str, ipam_errors.AllocationError] = {}
         # key -> resourceVersions our own writes replaced; the cache may lag behind them.
         self._outdated: dict[str, set[str]] = {}
+        # key -> when it started waiting for an address (pending or conflicting), for
+        # openelb_service_pending_longest_seconds (the ServicePending alert).
+        self.waiting_since: dict[str, float] = {}
 
     def parse(self, raw: Mapping[str, Any]) -> service.LbService:
         return service.LbService.parse(raw, lb_class=self._lb_class)
@@ -110,6 +113,10 @@ class ServiceReconciler:
         finally:
             self._stats.reconcile_seconds.labels("service").observe(
                 time.perf_counter() - started)
+            if key in self.pending or key in self.conflicts:
+                self.waiting_since.setdefault(key, time.monotonic())
+            else:
+                self.waiting_since.pop(key, None)
 
     async def _reconcile(self, key: str) -> outcome.Outcome:
         raw = self._services.get(key)
