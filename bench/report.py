@@ -1,20 +1,132 @@
-"""Writes docs/benchmarks.md from the JSON results in bench/results/ (not a test).
+"""Writes docs/benchmarks.md and its plots from the JSON results in bench/results/.
 
 Run the benchmarks first (each writes bench/results/<name>.json), then:
     .venv/bin/python bench/report.py
-Figures are copied as measured; targets come from the issues that asked for them.
+Figures are copied as measured; targets come from the issues that asked for them. The
+page opens with the figures an operator compares load balancers by (`HEADLINES`: what
+was measured, the target, the figure, whether it is met) and two plots drawn with
+matplotlib into docs/images/; every raw figure follows, per benchmark, for scripts.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 OUT = ROOT / "docs" / "benchmarks.md"
+IMAGES = ROOT / "docs" / "images"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """One figure of the summary: where it is in the results, and its target."""
+
+    what: str
+    result: str  # bench/results/<result>.json
+    key: str  # dotted path inside it
+    unit: str
+    target: float | None  # at most this (None: no target, shown for comparison)
+
+
+HEADLINES = (
+    Headline("Service created → address in its status, p99 (1,000 Services)",
+             "controller-1000", "latency_on_watch_ms.p99", "ms", 100),
+    Headline("10,000 Services created → all assigned after the last create",
+             "controller-10000", "assigned_after_last_create_s", "s", 60),
+    Headline("Catch-up: 10,000 Services assigned by a new controller",
+             "controller-10000", "catch_up.all_assigned_s", "s", 60),
+    Headline("BGP: Service status → route via all 3 nodes in the router's kernel, p99",
+             "bgp", "a_status_to_route.all_3_next_hops_ms.p99", "ms", 300),
+    Headline("BGP: speaker SIGTERM → every prefix withdrawn, p99",
+             "bgp", "d_sigterm.every_prefix_withdrawn_ms.p99", "ms", 500),
+    Headline("BGP: peak memory per node (speaker + ExaBGP)",
+             "bgp", "c_peak_rss_mb.max_total", "MB", 80),
+    Headline("Layer 2: owner's speaker killed → LAN client served by the new owner, median",
+             "layer2", "failover.failover_s.median", "s", 2),
+    Headline("Layer 2: the same, p95", "layer2", "failover.failover_s.p95", "s", 3),
+    Headline("VIP: master's speaker killed → LAN client served by the new master, median",
+             "vip", "vip.failover_s.median", "s", 1),
+    Headline("Webhook: one admission review with 1,000 Eips, p99",
+             "webhook", "direct.p99_ms", "ms", 20),
+    Headline("Planner: a layer-2 round at 10,000 Services x 100 nodes, warm",
+             "planner", "layer2_memo_ms.median_ms", "ms", 5),
+)
+
+
+def _lookup(data: Any, key: str) -> Any:
+    for part in key.split("."):
+        data = data[part]
+    return data
+
+
+def _summary(results: dict[str, Any]) -> list[str]:
+    lines = ["## Summary", "",
+             "| what | target | measured | met |", "|---|---|---|---|"]
+    for h in HEADLINES:
+        value = _lookup(results[h.result], h.key)
+        target = f"≤ {h.target:g} {h.unit}" if h.target is not None else "—"
+        met = "" if h.target is None else ("yes" if value <= h.target else "**no**")
+        lines.append(f"| {h.what} | {target} | {value:g} {h.unit} | {met} |")
+    return [*lines, "", "![Failover time by mode](images/failover.png)", "",
+            "![Latency percentiles](images/latency.png)", ""]
+
+
+def _plots(results: dict[str, Any]) -> None:
+    """docs/images/failover.png and latency.png (matplotlib, no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    IMAGES.mkdir(parents=True, exist_ok=True)
+    modes = [("layer 2 (heartbeats)", results["layer2"]["failover"]["failover_s"]),
+             ("VIP (keepalived)", results["vip"]["vip"]["failover_s"])]
+    figure, axes = plt.subplots(figsize=(7, 3.2))
+    for row, (_name, stats) in enumerate(modes):
+        axes.plot([stats["min"], stats["max"]], [row, row], color="0.7", linewidth=6,
+                  solid_capstyle="butt")
+        axes.plot(stats["median"], row, "o", color="C0", label="median" if row == 0 else "")
+        axes.plot(stats["p95"], row, "|", color="C3", markersize=18,
+                  label="p95" if row == 0 else "")
+    axes.set_yticks(range(len(modes)), [name for name, _ in modes])
+    axes.set_xlabel("seconds from the kill until the LAN client is served again "
+                    "(grey: min to max)")
+    axes.set_title(f"Failover after SIGKILL of the owner's speaker "
+                   f"({modes[0][1]['count']} kills each)")
+    axes.legend(loc="center right")
+    axes.set_xlim(left=0)
+    axes.set_ylim(-0.6, len(modes) - 0.4)
+    figure.tight_layout()
+    figure.savefig(IMAGES / "failover.png", dpi=110)
+    plt.close(figure)
+
+    series = [
+        ("create → IP\n1k Services", results["controller-1000"]["latency_on_watch_ms"], "p"),
+        ("create → IP\n10k Services", results["controller-10000"]["latency_on_watch_ms"],
+         "p"),
+        ("status → route\n(3 next hops)", results["bgp"]["a_status_to_route"][
+            "all_3_next_hops_ms"], "p"),
+        ("webhook review\n(1k Eips)", results["webhook"]["direct"], "ms"),
+    ]
+    figure, axes = plt.subplots(figsize=(7, 3.4))
+    width = 0.25
+    for offset, level in enumerate(("50", "90", "99")):
+        values = [stats[f"p{level}"] if kind == "p" else stats[f"p{level}_ms"]
+                  for _, stats, kind in series]
+        axes.bar([i + (offset - 1) * width for i in range(len(series))], values, width,
+                 label=f"p{level}")
+    axes.set_xticks(range(len(series)), [name for name, _, _ in series])
+    axes.set_ylabel("milliseconds")
+    axes.set_title("Latency percentiles")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(IMAGES / "latency.png", dpi=110)
+    plt.close(figure)
 
 HOW = {
     "ipam": ".venv/bin/python bench/ipam.py > bench/results/ipam.json",
@@ -25,6 +137,7 @@ HOW = {
     "vip": "sudo .venv/bin/python bench/vip.py (writes bench/results/vip.json; runs "
            "bench/layer2.py after it for the side-by-side figures)",
     "webhook": ".venv/bin/python bench/webhook.py (writes bench/results/webhook.json)",
+    "planner": ".venv/bin/python bench/planner.py (writes bench/results/planner.json)",
 }
 TARGETS = {
     "ipam": "100,000 allocations <= 2 s, rebuild of 100,000 <= 2 s, peak RSS <= 200 MB",
@@ -35,6 +148,7 @@ TARGETS = {
     "vip": "failover median <= 1 s, p95 <= 2 s over 20 kills; status -> first GARP "
            "median <= 200 ms",
     "webhook": "p99 <= 20 ms per review with 1,000 Eips present",
+    "planner": "one Service change planned in <= 5 ms at 10,000 Services x 100 nodes",
 }
 
 
@@ -83,6 +197,9 @@ def main() -> None:
         "Benchmarks are run on demand, never asserted in tests.",
         "",
     ]
+    results = {p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))}
+    lines += _summary(results)
+    _plots(results)
     for path in sorted(RESULTS.glob("*.json")):
         name = path.stem
         base = name.split("-")[0].split("_")[0]
