@@ -68,6 +68,53 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def _status(args: argparse.Namespace) -> int:
+    """`openelb status`: read the cluster, print the report; exit 1 when problems."""
+    import json
+    import time
+
+    import yaml
+
+    from openelb import statusview
+    from openelb.kube import client, config, resources
+    from openelb.kube import errors as kube_errors
+
+    async def read() -> statusview.Report:
+        kube = await client.Kube.from_kubeconfig(args.kubeconfig)
+        try:
+            events: list[client.RawObject] = []
+            for reason in (*statusview.ANNOUNCE_REASONS, "AssignIPFailed"):
+                events += (await kube.list(resources.EVENTS,
+                                           field_selector=f"reason={reason}")).items
+            return statusview.build(
+                eips=(await kube.list(resources.EIPS)).items,
+                services=(await kube.list(resources.SERVICES)).items,
+                bgpconfs=(await kube.list(resources.BGPCONFS)).items,
+                bgppeers=(await kube.list(resources.BGPPEERS)).items,
+                events=events, lb_class=args.lb_class)
+        finally:
+            await kube.aclose()
+
+    while True:
+        try:
+            report = asyncio.run(read())
+        except (config.InvalidConfig, kube_errors.KubeError) as exc:
+            print(f"openelb status: cannot read the cluster: {exc}", file=sys.stderr)
+            return 2
+        if args.output == "json":
+            text = json.dumps(statusview.as_dict(report), indent=2) + "\n"
+        elif args.output == "yaml":
+            text = yaml.safe_dump(statusview.as_dict(report), sort_keys=False)
+        else:
+            text = statusview.render(report)
+        if args.watch:
+            print("\033[H\033[2J" + time.strftime("%H:%M:%S ") + text, end="", flush=True)
+            time.sleep(args.interval)
+            continue
+        print(text, end="")
+        return 0 if report.healthy else 1
+
+
 def _run_daemon(args: argparse.Namespace, body: Daemon) -> int:
     """Run a daemon's `body(kube, stop)` until it returns; SIGTERM/SIGINT set `stop`."""
     from openelb.kube import client, config, ratelimit
@@ -215,6 +262,24 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     validate.add_argument("--lb-class", help="spec.loadBalancerClass openelb answers to")
     validate.set_defaults(run=_validate)
+
+    status = commands.add_parser(
+        "status", formatter_class=defaults,
+        help="is the load balancer healthy? pools, Services, BGP sessions, problems",
+        description="One screen from the apiserver: pools (mode, size, used, ready), "
+                    "Services (IP, pool, mode, state, who announces them as far as the "
+                    "API says), BGP sessions per node and peer, and every problem found. "
+                    "Exits 0 when healthy, 1 when problems were found, 2 when the cluster "
+                    "cannot be read. Also runs as `kubectl openelb status`.")
+    status.add_argument("--kubeconfig", default=_env("KUBECONFIG"),
+                        help="kubeconfig file ($KUBECONFIG); in-cluster account when unset")
+    status.add_argument("--lb-class", default=_env("OPENELB_LB_CLASS"),
+                        help="spec.loadBalancerClass openelb also answers to")
+    status.add_argument("-o", "--output", choices=("text", "json", "yaml"), default="text")
+    status.add_argument("-w", "--watch", action="store_true",
+                        help="redraw every --interval seconds until interrupted")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds, with -w")
+    status.set_defaults(run=_status)
 
     controller = commands.add_parser(
         "controller", formatter_class=defaults,

@@ -114,18 +114,21 @@ class Kube:
         return await self.request("GET", kind.path(namespace, name))
 
     async def list(self, kind: resources.Resource, *, page_size: int = 500,
-                   label_selector: str | None = None) -> ListResult:
+                   label_selector: str | None = None,
+                   field_selector: str | None = None) -> ListResult:
         """Every object of `kind`, fetched in pages, with the list's resourceVersion."""
         items: list[RawObject] = []
         version = ""
         async for page in self.list_pages(kind, page_size=page_size,
-                                          label_selector=label_selector):
+                                          label_selector=label_selector,
+                                          field_selector=field_selector):
             items.extend(page.items)
             version = page.resource_version
         return ListResult(items, version)
 
     async def list_pages(self, kind: resources.Resource, *, page_size: int = 500,
-                         label_selector: str | None = None) -> AsyncIterator[ListResult]:
+                         label_selector: str | None = None,
+                         field_selector: str | None = None) -> AsyncIterator[ListResult]:
         """The pages of one consistent list; the last page carries its resourceVersion.
 
         Lets a caller shrink each page before the next arrives: at 10k objects, holding
@@ -134,6 +137,8 @@ class Kube:
         query: dict[str, str | int] = {"limit": page_size}
         if label_selector:
             query["labelSelector"] = label_selector
+        if field_selector:
+            query["fieldSelector"] = field_selector
         while True:
             page = await self.request("GET", kind.path(), query=query, request_timeout=120)
             meta = page.get("metadata") or {}

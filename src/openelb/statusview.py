@@ -1,0 +1,255 @@
+"""`openelb status`: one screen answering "is my load balancer healthy?".
+
+Pure (DESIGN §3, level of manifests): `build()` turns what the apiserver holds (Eips,
+Services, BgpConfs, BgpPeers, Events) into a `Report` value; `render()` prints it as
+aligned text; `as_dict()` is the same for `-o json|yaml`. The CLI (cli.py) fetches the
+objects and prints. Nothing here guesses: a fact the API does not hold is shown as
+unknown, and the last AnnounceIP/WithdrawIP Event is quoted as what it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from openelb.api import annotations as api_annotations
+from openelb.api import errors, service
+
+__all__ = ["Report", "as_dict", "build", "render"]
+
+ANNOUNCE_REASONS = ("AnnounceIP", "WithdrawIP")
+ESTABLISHED = "BGP_FSM_ESTABLISHED"
+
+
+@dataclasses.dataclass(frozen=True)
+class Pool:
+    name: str
+    mode: str
+    address: str
+    size: int
+    used: int
+    ready: str  # "yes", or "no: <why>"
+    default: bool
+    disabled: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Svc:
+    key: str
+    ips: tuple[str, ...]
+    pool: str
+    mode: str
+    state: str  # "assigned", or "pending: <why>"
+    announced: str  # what the API says about who announces it
+
+
+@dataclasses.dataclass(frozen=True)
+class Session:
+    peer: str
+    node: str
+    neighbor: str
+    state: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    pools: tuple[Pool, ...]
+    services: tuple[Svc, ...]
+    sessions: tuple[Session, ...]
+    problems: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+
+def _meta(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = raw.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def _ready(raw: Mapping[str, Any]) -> tuple[bool | None, str]:
+    """The object's Ready condition: (True/False, message), (None, "") when absent."""
+    for condition in ((raw.get("status") or {}).get("conditions") or ()):
+        if condition.get("type") == "Ready":
+            ok = condition.get("status") == "True"
+            return ok, str(condition.get("message") or condition.get("reason") or "")
+    return None, ""
+
+
+def _last_event(events: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Service key -> its newest AnnounceIP/WithdrawIP Event."""
+    newest: dict[str, Mapping[str, Any]] = {}
+    for event in events:
+        if event.get("reason") not in ANNOUNCE_REASONS:
+            continue
+        obj = event.get("involvedObject") or event.get("regarding") or {}
+        if obj.get("kind") != "Service":
+            continue
+        key = f"{obj.get('namespace')}/{obj.get('name')}"
+        stamp = str(event.get("lastTimestamp") or event.get("eventTime") or "")
+        best = newest.get(key)
+        if best is None or stamp >= str(best.get("lastTimestamp") or best.get("eventTime")
+                                        or ""):
+            newest[key] = event
+    return newest
+
+
+def _pending_reasons(events: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Service key -> the message of its newest AssignIPFailed Event."""
+    found: dict[str, tuple[str, str]] = {}
+    for event in events:
+        if event.get("reason") != "AssignIPFailed":
+            continue
+        obj = event.get("involvedObject") or {}
+        key = f"{obj.get('namespace')}/{obj.get('name')}"
+        stamp = str(event.get("lastTimestamp") or event.get("eventTime") or "")
+        if key not in found or stamp >= found[key][0]:
+            found[key] = (stamp, str(event.get("message") or ""))
+    return {k: message for k, (_, message) in found.items()}
+
+
+def build(*, eips: Sequence[Mapping[str, Any]], services: Sequence[Mapping[str, Any]],
+          bgpconfs: Sequence[Mapping[str, Any]], bgppeers: Sequence[Mapping[str, Any]],
+          events: Sequence[Mapping[str, Any]], lb_class: str | None = None) -> Report:
+    problems: list[str] = []
+    pools: list[Pool] = []
+    modes: dict[str, str] = {}
+    for raw in sorted(eips, key=lambda r: str(_meta(r).get("name"))):
+        meta, spec, status = _meta(raw), raw.get("spec") or {}, raw.get("status") or {}
+        name = str(meta.get("name"))
+        mode = str(spec.get("protocol") or "bgp")
+        modes[name] = mode
+        ok, why = _ready(raw)
+        if ok is None:
+            ok = bool(status.get("ready"))
+            why = "" if ok else "not accepted by the controller yet"
+        if not ok:
+            problems.append(f"eip/{name} is not ready: {why}")
+        size, used = int(status.get("poolSize") or 0), int(status.get("usage") or 0)
+        if size and used / size >= 0.9:
+            problems.append(f"eip/{name} is {used} of {size} used")
+        pools.append(Pool(
+            name, mode, str(spec.get("address") or ""), size, used,
+            "yes" if ok else f"no: {why}",
+            (meta.get("annotations") or {}).get(api_annotations.DEFAULT_EIP_ANNOTATION)
+            == "true", bool(spec.get("disable"))))
+
+    sessions: list[Session] = []
+    established: dict[str, set[str]] = {}  # node -> peers it has a session with
+    for raw in sorted(bgppeers, key=lambda r: str(_meta(r).get("name"))):
+        name = str(_meta(raw).get("name"))
+        ok, why = _ready(raw)
+        if ok is False:
+            problems.append(f"bgppeer/{name} is not used: {why}")
+        for node, entry in sorted(((raw.get("status") or {}).get("nodesPeerStatus")
+                                   or {}).items()):
+            state = (entry or {}).get("peerState") or {}
+            session = Session(name, node, str(state.get("neighborAddress") or ""),
+                              str(state.get("sessionState") or "unknown"),
+                              str(state.get("reason") or ""))
+            sessions.append(session)
+            if session.state == ESTABLISHED:
+                established.setdefault(node, set()).add(name)
+            else:
+                problems.append(f"BGP session of node {node} with bgppeer/{name} is "
+                                f"{_short(session.state)}"
+                                + (f" ({session.reason})" if session.reason else ""))
+    for raw in bgpconfs:
+        ok, why = _ready(raw)
+        name = str(_meta(raw).get("name"))
+        if ok is False and name == api_annotations.DEFAULT_BGPCONF_NAME:
+            problems.append(f"bgpconf/{name} is not used: {why}")
+
+    announce = _last_event(events)
+    pending = _pending_reasons(events)
+    svcs: list[Svc] = []
+    for raw in services:
+        try:
+            svc = service.LbService.parse(raw, lb_class=lb_class)
+        except errors.InvalidObject as exc:
+            meta = _meta(raw)
+            problems.append(f"service/{meta.get('namespace')}/{meta.get('name')}: "
+                            f"{exc.message}")
+            continue
+        if not svc.wants_address:
+            continue
+        labels = _meta(raw).get("labels") or {}
+        pool = str(labels.get(api_annotations.EIP_LABEL) or "")
+        mode = modes.get(pool, "")
+        ips = tuple(sorted((str(ip) for ip in svc.assigned_ips),
+                           key=lambda text: ipaddress.ip_address(text).packed))
+        if ips:
+            state = "assigned"
+        else:
+            why = pending.get(svc.key, "waiting for the controller")
+            state = f"pending: {why}"
+            problems.append(f"service/{svc.key} has no address: {why}")
+        for condition in ((raw.get("status") or {}).get("conditions") or ()):
+            if (condition.get("type") == "openelb.kubesphere.io/Announceable"
+                    and condition.get("status") == "False"):
+                problems.append(f"service/{svc.key}: {condition.get('message')}")
+        if ips and mode == "bgp" and not established:
+            problems.append(f"service/{svc.key}: nobody announces {', '.join(ips)}: no node "
+                            "has an established BGP session")
+        svcs.append(Svc(svc.key, ips, pool, mode, state,
+                        _announced(mode, ips, established, announce.get(svc.key))))
+    svcs.sort(key=lambda s: s.key)
+    return Report(tuple(pools), tuple(svcs), tuple(sessions), tuple(problems))
+
+
+def _short(state: str) -> str:
+    return state.removeprefix("BGP_FSM_").lower()
+
+
+def _announced(mode: str, ips: tuple[str, ...], established: Mapping[str, set[str]],
+               event: Mapping[str, Any] | None) -> str:
+    if not ips:
+        return "-"
+    if mode == "bgp":
+        nodes = sorted(established)
+        if not nodes:
+            return "no node has an established BGP session"
+        return f"by BGP, nodes with a session: {', '.join(nodes)}"
+    if event is None:
+        return "unknown (no AnnounceIP Event in the last hour)"
+    source = event.get("source") or {}
+    node = source.get("host") or event.get("reportingInstance") or "?"
+    verb = "announced" if event.get("reason") == "AnnounceIP" else "withdrawn"
+    return f"last {verb} by node {node} (Event)"
+
+
+def as_dict(report: Report) -> dict[str, Any]:
+    return {"healthy": report.healthy, **dataclasses.asdict(report)}
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows, strict=False)]
+    lines = []
+    for row in (header, *rows):
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False))
+                     .rstrip())
+    return lines
+
+
+def render(report: Report) -> str:
+    out = [f"openelb: {'healthy' if report.healthy else 'PROBLEMS FOUND'}", ""]
+    out.append("POOLS")
+    out += _table(("NAME", "MODE", "RANGE", "SIZE", "USED", "FREE", "READY"), [
+        (p.name + (" (default)" if p.default else "") + (" (disabled)" if p.disabled else ""),
+         p.mode, p.address, str(p.size), str(p.used), str(max(p.size - p.used, 0)), p.ready)
+        for p in report.pools]) if report.pools else ["  none"]
+    out += ["", "SERVICES"]
+    out += _table(("SERVICE", "IP", "POOL", "MODE", "STATE", "ANNOUNCED"), [
+        (s.key, ",".join(s.ips) or "-", s.pool or "-", s.mode or "-", s.state, s.announced)
+        for s in report.services]) if report.services else ["  none"]
+    out += ["", "BGP SESSIONS"]
+    out += _table(("PEER", "NODE", "NEIGHBOR", "STATE", "REASON"), [
+        (s.peer, s.node, s.neighbor, _short(s.state), s.reason or "-")
+        for s in report.sessions]) if report.sessions else ["  none"]
+    out += ["", "PROBLEMS"]
+    out += [f"  - {p}" for p in report.problems] or ["  none"]
+    return "\n".join(out) + "\n"
