@@ -86,7 +86,12 @@ def _status(args: argparse.Namespace) -> int:
             for reason in (*statusview.ANNOUNCE_REASONS, "AssignIPFailed"):
                 events += (await kube.list(resources.EVENTS,
                                            field_selector=f"reason={reason}")).items
+            try:
+                records = (await kube.list(resources.NODE_ANNOUNCEMENTS)).items
+            except kube_errors.NotFound:  # an install without the NodeAnnouncement CRD
+                records = []
             return statusview.build(
+                announcements=records,
                 eips=(await kube.list(resources.EIPS)).items,
                 services=(await kube.list(resources.SERVICES)).items,
                 bgpconfs=(await kube.list(resources.BGPCONFS)).items,

@@ -10,6 +10,7 @@ unknown, and the last AnnounceIP/WithdrawIP Event is quoted as what it is.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -21,6 +22,10 @@ __all__ = ["Report", "as_dict", "build", "render"]
 
 ANNOUNCE_REASONS = ("AnnounceIP", "WithdrawIP")
 ESTABLISHED = "BGP_FSM_ESTABLISHED"
+# A NodeAnnouncement not renewed for this long is a speaker that stopped without
+# clearing it (speakers renew every minute).
+STALE_AFTER = datetime.timedelta(minutes=3)
+MODE_WORDS = {"layer2": "answers ARP/NDP", "vip": "VRRP master"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,10 +117,38 @@ def _pending_reasons(events: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {k: message for k, (_, message) in found.items()}
 
 
+def _owners(records: Sequence[Mapping[str, Any]], now: datetime.datetime,
+            problems: list[str]) -> dict[str, dict[str, list[str]]] | None:
+    """mode -> address -> the nodes whose fresh NodeAnnouncement lists it; None when no
+    speaker writes records (an older speaker, or the CRD not installed)."""
+    if not records:
+        return None
+    owners: dict[str, dict[str, list[str]]] = {"layer2": {}, "vip": {}}
+    for raw in sorted(records, key=lambda r: str(_meta(r).get("name"))):
+        node = str(_meta(raw).get("name"))
+        status = raw.get("status") or {}
+        try:
+            renewed = datetime.datetime.fromisoformat(
+                str(status.get("renewTime")).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if now - renewed > STALE_AFTER:
+            problems.append(f"node {node}'s speaker has not renewed its NodeAnnouncement "
+                            f"for {int((now - renewed).total_seconds())} s: is it running?")
+            continue
+        for mode in owners:
+            for ip in (status.get(mode) or {}):
+                owners[mode].setdefault(str(ip), []).append(node)
+    return owners
+
+
 def build(*, eips: Sequence[Mapping[str, Any]], services: Sequence[Mapping[str, Any]],
           bgpconfs: Sequence[Mapping[str, Any]], bgppeers: Sequence[Mapping[str, Any]],
-          events: Sequence[Mapping[str, Any]], lb_class: str | None = None) -> Report:
+          events: Sequence[Mapping[str, Any]], lb_class: str | None = None,
+          announcements: Sequence[Mapping[str, Any]] = (),
+          now: datetime.datetime | None = None) -> Report:
     problems: list[str] = []
+    owners = _owners(announcements, now or datetime.datetime.now(datetime.UTC), problems)
     pools: list[Pool] = []
     modes: dict[str, str] = {}
     for raw in sorted(eips, key=lambda r: str(_meta(r).get("name"))):
@@ -195,10 +228,34 @@ def build(*, eips: Sequence[Mapping[str, Any]], services: Sequence[Mapping[str, 
         if ips and mode == "bgp" and not established:
             problems.append(f"service/{svc.key}: nobody announces {', '.join(ips)}: no node "
                             "has an established BGP session")
-        svcs.append(Svc(svc.key, ips, pool, mode, state,
-                        _announced(mode, ips, established, announce.get(svc.key))))
+        if owners is not None and mode in MODE_WORDS and ips:
+            text = _recorded(svc.key, mode, ips, owners[mode], problems)
+        else:
+            text = _announced(mode, ips, established, announce.get(svc.key))
+        svcs.append(Svc(svc.key, ips, pool, mode, state, text))
     svcs.sort(key=lambda s: s.key)
     return Report(tuple(pools), tuple(svcs), tuple(sessions), tuple(problems))
+
+
+def _recorded(key: str, mode: str, ips: tuple[str, ...],
+              owners: Mapping[str, list[str]], problems: list[str]) -> str:
+    """Who answers for a layer-2 or VIP Service, from the nodes' records."""
+    parts = []
+    for ip in ips:
+        nodes = owners.get(ip, [])
+        if not nodes:
+            problems.append(f"service/{key}: no node answers ARP/NDP for {ip}"
+                            if mode == "layer2" else
+                            f"service/{key}: no node is VRRP master of {ip}")
+            parts.append(f"{ip}: nobody")
+        elif len(nodes) > 1:
+            problems.append(f"service/{key}: {len(nodes)} nodes claim {ip}: "
+                            f"{', '.join(nodes)}")
+            parts.append(f"{ip}: {', '.join(nodes)} (conflict)")
+        else:
+            parts.append(nodes[0])
+    who = "; ".join(parts)
+    return f"{MODE_WORDS[mode]}: {who}"
 
 
 def _short(state: str) -> str:

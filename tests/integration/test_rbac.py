@@ -417,6 +417,20 @@ async def patch_eip_crd(api: k8s.ApiClient, w: World) -> Any:
         "eips.network.kubesphere.io", {"metadata": {}})
 
 
+async def write_node_announcement(api: k8s.ApiClient, w: World) -> Any:
+    """What a speaker does with its node's record: create, patch, delete."""
+    custom = _custom(api)
+    body = {"apiVersion": "openelb.kubesphere.io/v1alpha1", "kind": "NodeAnnouncement",
+            "metadata": {"name": f"node-{w.suffix}"}, "status": {"layer2Count": 0}}
+    await custom.create_cluster_custom_object("openelb.kubesphere.io", "v1alpha1",
+                                              "nodeannouncements", body)
+    await custom.patch_cluster_custom_object(
+        "openelb.kubesphere.io", "v1alpha1", "nodeannouncements", f"node-{w.suffix}",
+        {"status": {"layer2Count": 1}}, _content_type=MERGE)
+    return await custom.delete_cluster_custom_object(
+        "openelb.kubesphere.io", "v1alpha1", "nodeannouncements", f"node-{w.suffix}")
+
+
 async def create_secret_elsewhere(api: k8s.ApiClient, w: World) -> Any:
     return await _core(api).create_namespaced_secret(
         w.namespace, {"metadata": {"name": "openelb-new"}, "stringData": {"k": "v"}})
@@ -519,6 +533,7 @@ async def test_controller_may_do_what_ipam_needs(
     change_bgppeer,
     list_endpointslices,
     create_lease_elsewhere,
+    write_node_announcement,
 )
 async def test_controller_may_not_do_what_it_does_not_need(
     as_controller: k8s.ApiClient, world: World, action: Action
@@ -548,6 +563,7 @@ async def test_controller_may_not_do_what_it_does_not_need(
     create_events_k8s_io_event,
     read_heartbeat_secret,
     read_kube_system_namespace,
+    write_node_announcement,
 )
 async def test_speaker_may_do_what_announcing_needs(
     as_speaker: k8s.ApiClient, world: World, action: Action

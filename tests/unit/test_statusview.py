@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from openelb import statusview
@@ -51,3 +52,37 @@ def test_a_nearly_full_pool_and_an_unannounced_address_are_problems() -> None:
     assert web.announced == "no node has an established BGP session"
     assert ("service/shop/web: nobody announces 192.0.2.1: no node has an established "
             "BGP session") in report.problems
+
+
+def _record(node: str, layer2: dict[str, str], renewed: str) -> dict[str, Any]:
+    return {"metadata": {"name": node},
+            "status": {"layer2": layer2, "layer2Count": len(layer2), "renewTime": renewed}}
+
+
+def test_layer2_owners_come_from_fresh_node_records() -> None:
+    now = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.UTC)
+    records = [_record("node-a", {"192.0.2.1": "shop/web"}, "2026-12-06T11:59:30Z"),
+               _record("node-b", {"192.0.2.1": "shop/web"}, "2026-12-06T11:50:00Z")]
+    report = statusview.build(eips=[_eip("lan", 14, 1)],
+                              services=[_svc("web", "192.0.2.1", "lan")], bgpconfs=[],
+                              bgppeers=[], events=[], announcements=records, now=now)
+    (web,) = report.services
+    assert web.announced == "answers ARP/NDP: node-a"  # node-b's record is stale
+    assert ("node node-b's speaker has not renewed its NodeAnnouncement for 600 s: is it "
+            "running?") in report.problems
+
+
+def test_two_owners_or_none_are_problems() -> None:
+    now = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.UTC)
+    fresh = "2026-12-06T11:59:59Z"
+    records = [_record("node-a", {"192.0.2.1": "shop/web"}, fresh),
+               _record("node-b", {"192.0.2.1": "shop/web"}, fresh)]
+    two = statusview.build(eips=[_eip("lan", 14, 1)],
+                           services=[_svc("web", "192.0.2.1", "lan")], bgpconfs=[],
+                           bgppeers=[], events=[], announcements=records, now=now)
+    assert "service/shop/web: 2 nodes claim 192.0.2.1: node-a, node-b" in two.problems
+    none = statusview.build(eips=[_eip("lan", 14, 1)],
+                            services=[_svc("web", "192.0.2.1", "lan")], bgpconfs=[],
+                            bgppeers=[], events=[],
+                            announcements=[_record("node-c", {}, fresh)], now=now)
+    assert "service/shop/web: no node answers ARP/NDP for 192.0.2.1" in none.problems

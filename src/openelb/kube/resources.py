@@ -19,6 +19,7 @@ __all__ = [
     "LEASES",
     "NAMESPACES",
     "NODES",
+    "NODE_ANNOUNCEMENTS",
     "SECRETS",
     "SERVICES",
     "VALIDATING_WEBHOOKS",
@@ -66,3 +67,5 @@ CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
 VALIDATING_WEBHOOKS = Resource("admissionregistration.k8s.io", "v1",
                                "validatingwebhookconfigurations",
                                "ValidatingWebhookConfiguration", False)
+NODE_ANNOUNCEMENTS = Resource("openelb.kubesphere.io", "v1alpha1", "nodeannouncements",
+                              "NodeAnnouncement", False)

@@ -18,7 +18,7 @@ from openelb import health, supervisor
 from openelb.api import nodes
 from openelb.kube import client, events, informer, ratelimit, resources
 from openelb.planner import eligibility
-from openelb.speaker import metrics, modes, seam, snapshots
+from openelb.speaker import announcements, metrics, modes, seam, snapshots
 from openelb.speaker.settings import SpeakerSettings
 
 __all__ = ["ANNOUNCE", "WITHDRAW", "SpeakerSettings", "run"]
@@ -64,6 +64,8 @@ class Speaker:
         self._skip_series: dict[str, set[tuple[str, ...]]] = {}  # mode -> its skip series
         self.applied = asyncio.Event()
         self.supervisor: supervisor.Supervisor | None = None  # set by run()
+        # This node's NodeAnnouncement: what it answers for, for kubectl and status.
+        self.record = announcements.AnnouncementRecord(kube, settings.node)
 
     async def start(self) -> None:
         """What a mode needs before the caches sync (layer 2: heartbeats, so the
@@ -145,6 +147,7 @@ class Speaker:
                 self._states[mode.name] = result.state
         if not failed:
             self.applied.set()
+        self.record.update(self._announced)
         return changed, failed
 
     def _count_skipped(self, mode: str, skipped: Mapping[str, eligibility.Skip]) -> None:
@@ -186,6 +189,7 @@ class Speaker:
         for; a layer-2 handover takes an interval), then post the Events still queued,
         for a second at most."""
         await asyncio.gather(*(mode.aclose() for mode in self.modes))
+        await self.record.clear()
         await self.recorder.aclose(grace=1.0)
 
 
@@ -203,6 +207,7 @@ async def run(kube: client.Kube, settings: SpeakerSettings, stop: asyncio.Event)
     for name, cache in speaker.informers.items():
         tasks.start(f"informer-{name}", cache.run)
     tasks.start("speaker-loop", speaker.loop, on_exit=supervisor.Exit.FATAL)
+    tasks.start("node-announcement", speaker.record.run)
     stopper = asyncio.create_task(stop.wait())
     fatal = asyncio.create_task(tasks.fatal.wait())
     log.info("speaker started", extra={"node": settings.node})

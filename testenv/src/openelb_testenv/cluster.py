@@ -382,11 +382,15 @@ class Cluster:
     # (*) kubernetes_asyncio takes `_content_type` through **kwargs at run time, but its
     # generated signatures do not declare it; it is the only way to send a merge patch.
     async def wipe_openelb_objects(self) -> None:
-        """Delete every Eip, BgpConf and BgpPeer (finalizers stripped): cluster-scoped
-        objects would otherwise leak into the next test on a shared control plane."""
+        """Delete every Eip, BgpConf, BgpPeer and NodeAnnouncement (finalizers stripped):
+        cluster-scoped objects would otherwise leak into the next test on a shared
+        control plane (a killed speaker leaves its NodeAnnouncement)."""
         custom = k8s.CustomObjectsApi(self.api)
-        group, version = "network.kubesphere.io", "v1alpha2"
-        for plural in ("eips", "bgpconfs", "bgppeers"):
+        for group, version, plural in (
+                ("network.kubesphere.io", "v1alpha2", "eips"),
+                ("network.kubesphere.io", "v1alpha2", "bgpconfs"),
+                ("network.kubesphere.io", "v1alpha2", "bgppeers"),
+                ("openelb.kubesphere.io", "v1alpha1", "nodeannouncements")):
             listing = await custom.list_cluster_custom_object(group, version, plural)
             for item in listing["items"]:
                 name = item["metadata"]["name"]
