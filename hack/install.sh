@@ -57,4 +57,6 @@ log "installing the Python package and its pinned dependencies"
 
 log "building (or reusing) the kube-apiserver and etcd"
 bash hack/build-control-plane.sh
+log "building (or reusing) helm, for the chart's tests"
+bash hack/build-helm.sh
 log "done"
