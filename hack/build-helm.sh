@@ -5,6 +5,10 @@
 # Usage: hack/build-helm.sh [--print-path]   (--print-path: only the binary's path on stdout)
 set -euo pipefail
 version="v4.3.2"
+command -v go >/dev/null || PATH="/usr/local/go/bin:$PATH"
+command -v go >/dev/null || { echo "build-helm: the Go toolchain (go) is not on PATH" >&2; exit 1; }
+# The local toolchain only (no toolchain downloads); a static binary.
+export GOTOOLCHAIN=local CGO_ENABLED=0
 dir="${XDG_CACHE_HOME:-$HOME/.cache}/openelb/helm/$version"
 if [[ ! -x $dir/helm ]]; then
     echo "build-helm: building helm $version into $dir" >&2
