@@ -85,36 +85,26 @@ def _ready(raw: Mapping[str, Any]) -> tuple[bool | None, str]:
     return None, ""
 
 
-def _last_event(events: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """Service key -> its newest AnnounceIP/WithdrawIP Event."""
+def _stamp(event: Mapping[str, Any]) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or "")
+
+
+def _newest(events: Iterable[Mapping[str, Any]], reasons: Iterable[str]
+            ) -> dict[str, Mapping[str, Any]]:
+    """Service key -> its newest Event with one of `reasons`."""
+    wanted = frozenset(reasons)
     newest: dict[str, Mapping[str, Any]] = {}
     for event in events:
-        if event.get("reason") not in ANNOUNCE_REASONS:
+        if event.get("reason") not in wanted:
             continue
         obj = event.get("involvedObject") or event.get("regarding") or {}
         if obj.get("kind") != "Service":
             continue
         key = f"{obj.get('namespace')}/{obj.get('name')}"
-        stamp = str(event.get("lastTimestamp") or event.get("eventTime") or "")
         best = newest.get(key)
-        if best is None or stamp >= str(best.get("lastTimestamp") or best.get("eventTime")
-                                        or ""):
+        if best is None or _stamp(event) >= _stamp(best):
             newest[key] = event
     return newest
-
-
-def _pending_reasons(events: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """Service key -> the message of its newest AssignIPFailed Event."""
-    found: dict[str, tuple[str, str]] = {}
-    for event in events:
-        if event.get("reason") != "AssignIPFailed":
-            continue
-        obj = event.get("involvedObject") or {}
-        key = f"{obj.get('namespace')}/{obj.get('name')}"
-        stamp = str(event.get("lastTimestamp") or event.get("eventTime") or "")
-        if key not in found or stamp >= found[key][0]:
-            found[key] = (stamp, str(event.get("message") or ""))
-    return {k: message for k, (_, message) in found.items()}
 
 
 def _owners(records: Sequence[Mapping[str, Any]], now: datetime.datetime,
@@ -197,8 +187,9 @@ def build(*, eips: Sequence[Mapping[str, Any]], services: Sequence[Mapping[str, 
         if ok is False and name == api_annotations.DEFAULT_BGPCONF_NAME:
             problems.append(f"bgpconf/{name} is not used: {why}")
 
-    announce = _last_event(events)
-    pending = _pending_reasons(events)
+    announce = _newest(events, ANNOUNCE_REASONS)
+    pending = {key: str(event.get("message") or "")
+               for key, event in _newest(events, ("AssignIPFailed",)).items()}
     svcs: list[Svc] = []
     for raw in services:
         try:

@@ -38,8 +38,10 @@ def merged(current: Iterable[Mapping[str, Any]] | None, wanted: dict[str, Any],
     previous = next((c for c in items if c.get("type") == wanted["type"]), None)
     if previous is not None and all(previous.get(k) == v for k, v in wanted.items()):
         return None
-    stamp = (previous.get("lastTransitionTime") if previous is not None
-             and previous.get("status") == wanted["status"] else None) or now or _now()
+    stamp = now or _now()
+    if previous is None:
+        return [*items, {**wanted, "lastTransitionTime": stamp}]
+    if previous.get("status") == wanted["status"]:
+        stamp = previous.get("lastTransitionTime") or stamp
     fresh = {**wanted, "lastTransitionTime": stamp}
-    return [fresh if c.get("type") == wanted["type"] else c for c in items] if (
-        previous is not None) else [*items, fresh]
+    return [fresh if c.get("type") == wanted["type"] else c for c in items]

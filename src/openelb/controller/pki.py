@@ -181,9 +181,9 @@ class Bundle:
             return Bundle.fresh(names, now, lifetimes)
         cas = certificates(self.trusted)
         newest, served = cas[0], certificates(self.cert)[0]
+        kept = b"".join(_pem(c) for c in cas if c.not_valid_after_utc > now)
         if _due(newest, now):
             ca, ca_key = new_ca(now, lifetimes.ca)
-            kept = b"".join(_pem(c) for c in cas if c.not_valid_after_utc > now)
             return replace(self, trusted=ca + kept, ca_key=ca_key)
         stale_issuer = served.issuer != newest.subject
         settle = min(CA_SETTLE, lifetimes.serving / 4)
@@ -191,7 +191,6 @@ class Bundle:
         if (_due(served, now) or stale_issuer) and ca_trusted_everywhere and (
                 settled or not stale_issuer):
             cert, key = issue(_pem(newest), self.ca_key, names, now, lifetimes.serving)
-            kept = b"".join(_pem(c) for c in cas if c.not_valid_after_utc > now)
             return replace(self, trusted=kept, cert=cert, key=key)
         return None
 
