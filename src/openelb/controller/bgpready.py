@@ -36,18 +36,22 @@ class BgpReadiness:
             verdict = validation.check_bgpconf(raw)
             await self._write(resources.BGPCONFS, raw, verdict,
                               "every speaker uses these settings")
-        peers = []
+        parsed: dict[str, bgp.BgpPeer | errors.InvalidObject] = {}
         for raw in self._peers.items():
-            try:
-                peers.append(bgp.BgpPeer.parse(raw))
-            except errors.InvalidObject:
-                continue
-        duplicates = validation.refused_peers(peers)
-        for raw in self._peers.items():
-            verdict = validation.check_bgppeer(raw, ())
             name = str((raw.get("metadata") or {}).get("name", ""))
-            if verdict.allowed and name in duplicates:
-                verdict = validation.Verdict(error=duplicates[name])
+            try:
+                parsed[name] = bgp.BgpPeer.parse(raw)
+            except errors.InvalidObject as exc:
+                parsed[name] = exc
+        duplicates = validation.refused_peers(
+            p for p in parsed.values() if isinstance(p, bgp.BgpPeer))
+        for raw in self._peers.items():
+            name = str((raw.get("metadata") or {}).get("name", ""))
+            peer = parsed.get(name)
+            if isinstance(peer, errors.InvalidObject):
+                verdict = validation.Verdict(error=peer.message)
+            else:
+                verdict = validation.Verdict(error=duplicates.get(name, ""))
             await self._write(resources.BGPPEERS, raw, verdict,
                               "the selected speakers peer with this neighbour; each node's "
                               "session is in status.nodesPeerStatus")

@@ -75,8 +75,11 @@ class Controller:
         self.namespaces = informer.Informer(kube, resources.NAMESPACES,
                                             self._namespace_changed)
         # BGP objects only tell whether a BGP pool can be announced at all (coverage).
-        self.bgpconfs = informer.Informer(kube, resources.BGPCONFS, self._bgp_changed)
-        self.bgppeers = informer.Informer(kube, resources.BGPPEERS, self._bgp_changed)
+        self.bgpconfs = informer.Informer(kube, resources.BGPCONFS,
+                                          functools.partial(self._bgp_changed, "bgpconfs"))
+        self.bgppeers = informer.Informer(kube, resources.BGPPEERS,
+                                          functools.partial(self._bgp_changed, "bgppeers"))
+        self._bgp_signatures: dict[tuple[str, str], tuple[object, ...]] = {}
         self.gaps: dict[str, coverage.Gap] = {}  # pool -> why nothing can announce it
         self.bgp_ready = bgpready.BgpReadiness(kube, self.bgpconfs, self.bgppeers)
         self.alloc = allocator.Allocator()
@@ -114,8 +117,19 @@ class Controller:
             self._eip_signatures[key] = signature
             self._pools_changed.set()
 
-    def _bgp_changed(self, key: str) -> None:
-        self._pools_changed.set()  # rare: re-check which pools can be announced
+    def _bgp_changed(self, plural: str, key: str) -> None:
+        # Every speaker writes its session state into BgpPeer/BgpConf status (and the
+        # leader its Ready condition): only what decides whether and how an object is
+        # used (spec via generation, labels, deletion) re-checks coverage and readiness.
+        cache = self.bgpconfs if plural == "bgpconfs" else self.bgppeers
+        raw = cache.get(key)
+        meta = (raw or {}).get("metadata") or {}
+        signature: tuple[object, ...] = () if raw is None else (
+            meta.get("uid"), meta.get("generation"), meta.get("deletionTimestamp"),
+            tuple(sorted((meta.get("labels") or {}).items())))
+        if self._bgp_signatures.get((plural, key)) != signature:
+            self._bgp_signatures[(plural, key)] = signature
+            self._pools_changed.set()
 
     def _check_coverage(self) -> None:
         """Recompute which pools nothing can announce; requeue the Services of the
