@@ -82,7 +82,6 @@ class WebhookCerts:
         self.tls.minimum_version = ssl.TLSVersion.TLSv1_2
         self.loaded = asyncio.Event()  # a serving certificate is in `tls`
         self._served = b""
-        self.rotations = 0  # serving certificates this replica loaded after the first
         self._dir = tempfile.TemporaryDirectory(prefix="openelb-webhook-")
 
     def close(self) -> None:
@@ -217,8 +216,6 @@ class WebhookCerts:
         finally:
             key_path.unlink(missing_ok=True)
             cert_path.unlink(missing_ok=True)
-        if self._served:
-            self.rotations += 1
         self._served = bundle.cert
         self.loaded.set()
         log.info("webhook certificate loaded", extra={

@@ -51,9 +51,7 @@ class AnnouncementRecord:
         self._renew_every = renew_every
         self._clock = clock
         self._wanted: dict[str, Any] | None = None
-        self._written: dict[str, Any] | None = None
         self._changed = asyncio.Event()
-        self.writes = 0
 
     def update(self, by_mode: ByMode) -> None:
         """What the node answers for now (called after every plan round)."""
@@ -102,8 +100,6 @@ class AnnouncementRecord:
                 "metadata": {"name": self._node,
                              "labels": {"app.kubernetes.io/part-of": "openelb"}},
                 "status": status})
-        self._written = wanted
-        self.writes += 1
 
     async def clear(self) -> None:
         """The node answers for nothing now: remove its record (best effort)."""
