@@ -57,10 +57,10 @@ def _exported() -> set[str]:
     controller_metrics.ControllerMetrics(registry)
     controller_metrics.export_waiting(registry, dict)
     caches = {kind.plural: informer.Informer(None, kind)  # type: ignore[arg-type]
-              for kind in (resources.EIPS, resources.BGPCONFS, resources.BGPPEERS,
-                           resources.SERVICES, resources.NAMESPACES)}
-    webhook.Webhook(eips=caches["eips"], bgpconfs=caches["bgpconfs"],
-                    bgppeers=caches["bgppeers"], services=caches["services"],
+              for kind in (resources.EIPS, resources.BGPPEERS, resources.SERVICES,
+                           resources.NAMESPACES)}
+    webhook.Webhook(eips=caches["eips"], bgppeers=caches["bgppeers"],
+                    services=caches["services"],
                     namespaces=caches["namespaces"], lb_class=None, registry=registry)
     speaker_metrics.SpeakerMetrics(registry)
     supervisor.Supervisor(registry)

@@ -94,7 +94,7 @@ class Controller:
             settings.namespace, settings.lease_name, settings.identity,
             settings.lease_duration, settings.renew_deadline, settings.retry_period))
         self.webhook = webhook.Webhook(
-            eips=self.eips, bgpconfs=self.bgpconfs, bgppeers=self.bgppeers,
+            eips=self.eips, bgppeers=self.bgppeers,
             services=self.services, namespaces=self.namespaces, lb_class=settings.lb_class,
             registry=settings.registry)
         self.supervisor: supervisor.Supervisor | None = None  # set by run()

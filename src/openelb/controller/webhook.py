@@ -115,13 +115,20 @@ class _Holders:
 class Webhook:
     """The request handler; `serve` is an httpserve handler."""
 
-    def __init__(self, *, eips: informer.Informer, bgpconfs: informer.Informer,
-                 bgppeers: informer.Informer, services: informer.Informer,
-                 namespaces: informer.Informer, lb_class: str | None,
-                 registry: CollectorRegistry) -> None:
+    def __init__(self, *, eips: informer.Informer, bgppeers: informer.Informer,
+                 services: informer.Informer, namespaces: informer.Informer,
+                 lb_class: str | None, registry: CollectorRegistry) -> None:
+        # (A BgpConf is judged on its own: no cache of them is needed.)
         self._eips, self._bgppeers = eips, bgppeers
-        self._bgpconfs, self._services, self._namespaces = bgpconfs, services, namespaces
+        self._services, self._namespaces = services, namespaces
         self._lb_class = lb_class
+        self._routes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "/validate/eips": lambda b: self._admit(b, "eips", self._eip),
+            "/validate/bgpconfs": lambda b: self._admit(b, "bgpconfs", self._bgpconf),
+            "/validate/bgppeers": lambda b: self._admit(b, "bgppeers", self._bgppeer),
+            "/validate/services": lambda b: self._admit(b, "services", self._service),
+            "/convert": self._convert,
+        }
         self._pools = _Parsed(eips, lambda raw: pools.Pool.from_eip(eip.Eip.parse(raw)))
         self._peers = _Parsed(bgppeers, bgp.BgpPeer.parse)
         self.holders = _Holders(services, lb_class)
@@ -138,7 +145,7 @@ class Webhook:
     def serve(self, request: httpserve.Request) -> httpserve.Response:
         if request.method != "POST":
             return httpserve.Response(405, b"method not allowed\n")
-        route = self._routes().get(request.path)
+        route = self._routes.get(request.path)
         if route is None:
             return httpserve.Response(404, b"not found\n")
         try:
@@ -152,15 +159,6 @@ class Webhook:
         answer = route(body)
         self._seconds.labels(kind).observe(time.perf_counter() - began)
         return httpserve.Response(200, json.dumps(answer).encode(), JSON)
-
-    def _routes(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
-        return {
-            "/validate/eips": lambda b: self._admit(b, "eips", self._eip),
-            "/validate/bgpconfs": lambda b: self._admit(b, "bgpconfs", self._bgpconf),
-            "/validate/bgppeers": lambda b: self._admit(b, "bgppeers", self._bgppeer),
-            "/validate/services": lambda b: self._admit(b, "services", self._service),
-            "/convert": self._convert,
-        }
 
     # ---- admission -----------------------------------------------------------------------
 
