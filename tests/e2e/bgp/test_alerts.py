@@ -27,12 +27,17 @@ RULES = Path(__file__).resolve().parents[3] / "deploy" / "monitoring" / "openelb
 PROMETHEUS_ADDR = "127.0.0.1:19090"  # inside node-a's namespace only
 
 
-async def _api(host: netlab.Host, path: str) -> Any:
-    done = await host.exec("curl", "--silent", "--max-time", "3",
+async def _get(host: netlab.Host, path: str) -> str | None:
+    """The body of a 2xx answer, else None. Prometheus answers 503 in plain text
+    until its TSDB is open, so --fail keeps that from reading as an answer."""
+    done = await host.exec("curl", "--silent", "--fail", "--max-time", "3",
                            f"http://{PROMETHEUS_ADDR}{path}", check=False)
-    if done.returncode != 0 or not done.stdout:
-        return None
-    return json.loads(done.stdout).get("data")
+    return done.stdout if done.returncode == 0 and done.stdout else None
+
+
+async def _api(host: netlab.Host, path: str) -> Any:
+    body = await _get(host, path)
+    return None if body is None else json.loads(body).get("data")
 
 
 async def _session_alerts(host: netlab.Host) -> list[dict[str, Any]]:
@@ -58,6 +63,12 @@ async def test_cutting_a_bgp_session_fires_the_session_down_alert(
         await host.spawn([prometheus, f"--config.file={config}",
                           f"--storage.tsdb.path={host.workdir / 'prometheus-data'}",
                           f"--web.listen-address={PROMETHEUS_ADDR}"])
+
+        async def prometheus_ready() -> tuple[bool, object]:
+            body = await _get(host, "/-/ready")
+            return body is not None, body
+
+        await netlab.poll_until("Prometheus ready", prometheus_ready, 60.0)
 
         async def session_up_scraped() -> tuple[bool, object]:
             found = await _api(host, "/api/v1/query?query=openelb_bgp_session_up")
