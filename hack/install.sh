@@ -23,18 +23,31 @@ debian_packages=(
     bird2 frr gobgpd socat netcat-openbsd tcpdump curl iputils-arping iputils-ping ndisc6
     keepalived ipvsadm prometheus
 )
-missing=()
-for pkg in "${debian_packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
+# podman, runc, mmdebstrap: hack/build-image.sh builds the image and the lab runs the
+# daemons from it (tests/e2e/image). Installed with their recommended packages, the
+# way they were proven here.
+image_packages=(podman runc mmdebstrap)
+missing_of() {
+    local pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || echo "$pkg"
+    done
+}
+mapfile -t missing < <(missing_of "${debian_packages[@]}")
+mapfile -t missing_image < <(missing_of "${image_packages[@]}")
+if ((${#missing[@]} + ${#missing_image[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
-        log "installing Debian packages: ${missing[*]}"
+        log "installing Debian packages: ${missing[*]} ${missing_image[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}" >/dev/null
+        export DEBIAN_FRONTEND=noninteractive
+        if ((${#missing[@]})); then
+            apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+        fi
+        if ((${#missing_image[@]})); then
+            apt-get install -y -qq "${missing_image[@]}" >/dev/null
+        fi
     else
-        log "missing Debian packages (run as root to install): ${missing[*]}"
+        log "missing Debian packages (run as root to install): ${missing[*]} ${missing_image[*]}"
         exit 1
     fi
 fi

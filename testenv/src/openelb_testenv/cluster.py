@@ -24,7 +24,7 @@ from typing import Any
 
 from kubernetes_asyncio import client as k8s
 
-from openelb_testenv import clients, components, controlplane, manifests, netlab
+from openelb_testenv import clients, components, containers, controlplane, manifests, netlab
 
 __all__ = ["SPEAKER_HEALTH_ADDR", "Cluster", "ClusterSettings"]
 
@@ -47,6 +47,9 @@ class ClusterSettings:
     controller_args: tuple[str, ...] = ()
     speaker_args: tuple[str, ...] = ()
     log_level: str = "info"
+    # An image tag (containers.build()): the daemons run from it with podman, with their
+    # manifests' security settings, instead of as processes of this checkout.
+    image: str | None = None
 
 
 class Cluster:
@@ -62,6 +65,7 @@ class Cluster:
         self._speaker_kubeconfig: dict[str, Path] = {}
         self._nodes: list[str] = []
         self._namespaces: set[str] = set()
+        self._containers: list[str] = []  # names of the daemons' containers, if any
 
     @property
     def api(self) -> k8s.ApiClient:
@@ -131,13 +135,22 @@ class Cluster:
         kubeconfig = await self._token_kubeconfig("openelb-controller",
                                                   self.workdir / "controller.kubeconfig")
         port = components.free_port()
-        process = components.Component(identity, [
-            "controller", "--kubeconfig", str(kubeconfig), "--identity", identity,
+        args = [
+            "--kubeconfig", str(kubeconfig), "--identity", identity,
             "--health-addr", f"127.0.0.1:{port}", "--log-level", self.settings.log_level,
             # The lab runs one controller and no webhook configuration (its tests of
             # admission are tests/integration/controller/test_webhook.py).
             "--webhook-addr", "off", *self.settings.controller_args, *extra,
-        ], self.workdir / f"{identity}.log")
+        ]
+        program = None
+        if self.settings.image is not None:
+            # The image's controller runs as an unprivileged user: its own copy of the token.
+            own = containers.readable_copy(kubeconfig, kubeconfig.with_suffix(".container"),
+                                           containers.CONTROLLER_USER)
+            args[1] = str(own)
+            program = self._container(identity, [own, self.cp.ca_file]).controller(args)
+        process = components.Component(identity, ["controller", *args],
+                                       self.workdir / f"{identity}.log", program=program)
         await process.start()
         self.controller = process
         return process
@@ -149,16 +162,32 @@ class Cluster:
                                                  self.workdir / f"speaker-{node}.kubeconfig")
             self._speaker_kubeconfig[node] = await self.lab.node_kubeconfig(host, plain)
         s = self.settings
-        process = await host.spawn([
-            sys.executable, "-m", "openelb", "speaker",
-            "--kubeconfig", str(self._speaker_kubeconfig[node]), "--node", node,
-            "--workdir", str(host.workdir / "speaker"), "--health-addr", SPEAKER_HEALTH_ADDR,
+        kubeconfig = self._speaker_kubeconfig[node]
+        args = [
+            "--kubeconfig", str(kubeconfig), "--node", node,
+            "--health-addr", SPEAKER_HEALTH_ADDR,
             "--heartbeat-timeout", str(s.heartbeat_timeout),
             "--heartbeat-interval", str(s.heartbeat_interval),
             "--log-level", s.log_level, *s.speaker_args, *extra,
-        ], host.workdir / "speaker.log", name=f"speaker-{node}")
+        ]
+        if s.image is None:
+            argv = [sys.executable, "-m", "openelb", "speaker",
+                    "--workdir", str(host.workdir / "speaker"), *args]
+        else:
+            # As the DaemonSet runs it: an emptyDir-like /run/openelb, hostNetwork.
+            argv = self._container(f"speaker-{node}", [kubeconfig, self.cp.ca_file]).speaker(
+                host.netns, "/run/openelb", args)
+        process = await host.spawn(argv, host.workdir / "speaker.log", name=f"speaker-{node}",
+                                   joins_itself=s.image is not None)
         self.speakers[node] = process
         return process
+
+    def _container(self, daemon: str, readable: Sequence[Path]) -> containers.Container:
+        assert self.settings.image is not None
+        name = f"oelb-{self.lab.run_id}-{daemon}"
+        if name not in self._containers:
+            self._containers.append(name)
+        return containers.Container(self.settings.image, name, tuple(readable))
 
     async def restart_speaker(self, node: str) -> netlab.LabProcess:
         old = self.speakers.get(node)
@@ -441,6 +470,7 @@ class Cluster:
             await process.stop()
         if self.controller is not None:
             await self.controller.stop()
+        await containers.remove(*self._containers)
         if self.admin is not None:
             await self.wipe_openelb_objects()
             core = k8s.CoreV1Api(self.admin)

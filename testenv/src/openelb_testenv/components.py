@@ -58,13 +58,16 @@ async def token_kubeconfig(
 
 
 class Component:
-    """One `openelb <command>` child process with its log file."""
+    """One `openelb <command>` child process with its log file; `program` replaces
+    `python -m openelb <argv>` with a whole argv (a daemon run from the image)."""
 
     def __init__(
-        self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None
+        self, name: str, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
+        *, program: Sequence[str] | None = None,
     ) -> None:
         self.name = name
-        self.argv = [sys.executable, "-m", "openelb", *argv]
+        self.argv = list(program) if program is not None else [
+            sys.executable, "-m", "openelb", *argv]
         self.log_path = log_path
         self.env = {**os.environ, **(env or {})}
         self.process: asyncio.subprocess.Process | None = None

@@ -633,17 +633,23 @@ class Host:
         env: Mapping[str, str] | None = None,
         name: str | None = None,
         stdout_path: Path | None = None,
+        joins_itself: bool = False,
     ) -> LabProcess:
         """Start `argv` inside the namespace; the lab stops it on teardown at the latest.
 
         `env` is added to this process's environment. The log (stdout and stderr unless
         `stdout_path` is given) defaults to `<workdir>/<host>/<program>.log`.
+        `joins_itself`: the program puts what it runs into this namespace by itself
+        (`podman run --network ns:/run/netns/<netns>`), so it starts outside: podman
+        run inside `ip netns exec` would mount its containers in that command's private
+        mount namespace, out of sight of every other podman command.
         """
         name = name or f"{self.name}/{Path(argv[0]).name}"
         if log_path is None:
             log_path = self.workdir / f"{Path(argv[0]).name}.log"
         process = LabProcess(
-            name, argv, log_path, netns=self.netns, env=env, stdout_path=stdout_path
+            name, argv, log_path, netns=None if joins_itself else self.netns, env=env,
+            stdout_path=stdout_path,
         )
         self._registry.processes.append(process)
         await process.start()
