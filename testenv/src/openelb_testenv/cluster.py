@@ -18,6 +18,7 @@ import re
 import secrets
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,15 @@ class Cluster:
         self._speaker_kubeconfig: dict[str, Path] = {}
         self._nodes: list[str] = []
         self._namespaces: set[str] = set()
-        self._containers: list[str] = []  # names of the daemons' containers, if any
+        self.containers: list[str] = []  # names of the daemons' containers, if any
+        # Where each speaker serves /metrics inside its node namespace: the lab's own
+        # address, or with an image the manifest's port (bound to every address there).
+        self.speaker_health_addr = SPEAKER_HEALTH_ADDR
+        if self.settings.image is not None:
+            speaker = containers.PodTemplate.load(REPO / "deploy" / "components" /
+                                                  "20-speaker.yaml")
+            port = (speaker.arg("--health-addr") or "").rpartition(":")[2]
+            self.speaker_health_addr = f"127.0.0.1:{port}"
 
     @property
     def api(self) -> k8s.ApiClient:
@@ -132,62 +141,75 @@ class Cluster:
 
     async def start_controller(self, *extra: str, identity: str = "controller-1"
                                ) -> components.Component:
-        kubeconfig = await self._token_kubeconfig("openelb-controller",
-                                                  self.workdir / "controller.kubeconfig")
-        port = components.free_port()
-        args = [
-            "--kubeconfig", str(kubeconfig), "--identity", identity,
-            "--health-addr", f"127.0.0.1:{port}", "--log-level", self.settings.log_level,
-            # The lab runs one controller and no webhook configuration (its tests of
-            # admission are tests/integration/controller/test_webhook.py).
-            "--webhook-addr", "off", *self.settings.controller_args, *extra,
-        ]
-        program = None
         if self.settings.image is not None:
-            # The image's controller runs as an unprivileged user: its own copy of the token.
-            own = containers.readable_copy(kubeconfig, kubeconfig.with_suffix(".container"),
-                                           containers.CONTROLLER_USER)
-            args[1] = str(own)
-            program = self._container(identity, [own, self.cp.ca_file]).controller(args)
-        process = components.Component(identity, ["controller", *args],
-                                       self.workdir / f"{identity}.log", program=program)
+            # Its Pod network is node-a's namespace here (no CNI; docs/image.md).
+            argv = await self._pod("10-controller.yaml", identity, self.lab.nodes[0],
+                                   "openelb-controller", {"metadata.name": identity},
+                                   [*self.settings.controller_args, *extra])
+            process = components.Component(identity, (), self.workdir / f"{identity}.log",
+                                           program=argv)
+        else:
+            kubeconfig = await self._token_kubeconfig("openelb-controller",
+                                                      self.workdir / "controller.kubeconfig")
+            port = components.free_port()
+            process = components.Component(identity, [
+                "controller", "--kubeconfig", str(kubeconfig), "--identity", identity,
+                "--health-addr", f"127.0.0.1:{port}", "--log-level", self.settings.log_level,
+                # The lab runs one controller and no webhook configuration (its tests of
+                # admission are tests/integration/controller/test_webhook.py).
+                "--webhook-addr", "off", *self.settings.controller_args, *extra,
+            ], self.workdir / f"{identity}.log")
         await process.start()
         self.controller = process
         return process
 
     async def start_speaker(self, node: str, *extra: str) -> netlab.LabProcess:
         host = self.lab.node(node)
+        s = self.settings
+        if s.image is not None:
+            argv = await self._pod("20-speaker.yaml", f"speaker-{node}", host, "openelb-speaker",
+                                   {"spec.nodeName": node}, [*s.speaker_args, *extra])
+            process = await host.spawn(argv, host.workdir / "speaker.log",
+                                       name=f"speaker-{node}", joins_itself=True)
+            self.speakers[node] = process
+            return process
         if node not in self._speaker_kubeconfig:
             plain = await self._token_kubeconfig("openelb-speaker",
                                                  self.workdir / f"speaker-{node}.kubeconfig")
             self._speaker_kubeconfig[node] = await self.lab.node_kubeconfig(host, plain)
-        s = self.settings
-        kubeconfig = self._speaker_kubeconfig[node]
-        args = [
-            "--kubeconfig", str(kubeconfig), "--node", node,
-            "--health-addr", SPEAKER_HEALTH_ADDR,
+        process = await host.spawn([
+            sys.executable, "-m", "openelb", "speaker",
+            "--kubeconfig", str(self._speaker_kubeconfig[node]), "--node", node,
+            "--workdir", str(host.workdir / "speaker"), "--health-addr", SPEAKER_HEALTH_ADDR,
             "--heartbeat-timeout", str(s.heartbeat_timeout),
             "--heartbeat-interval", str(s.heartbeat_interval),
             "--log-level", s.log_level, *s.speaker_args, *extra,
-        ]
-        if s.image is None:
-            argv = [sys.executable, "-m", "openelb", "speaker",
-                    "--workdir", str(host.workdir / "speaker"), *args]
-        else:
-            # As the DaemonSet runs it: an emptyDir-like /run/openelb, hostNetwork.
-            argv = self._container(f"speaker-{node}", [kubeconfig, self.cp.ca_file]).speaker(
-                host.netns, "/run/openelb", args)
-        process = await host.spawn(argv, host.workdir / "speaker.log", name=f"speaker-{node}",
-                                   joins_itself=s.image is not None)
+        ], host.workdir / "speaker.log", name=f"speaker-{node}")
         self.speakers[node] = process
         return process
 
-    def _container(self, daemon: str, readable: Sequence[Path]) -> containers.Container:
+    async def _pod(self, manifest: str, daemon: str, host: netlab.Host, service_account: str,
+                   fields: Mapping[str, str], extra: Sequence[str]) -> list[str]:
+        """`podman run` for the workload of deploy/components/`manifest`, as a kubelet
+        would run its Pod (containers.PodTemplate) in `host`'s namespace, with its own
+        ServiceAccount token and the apiserver relayed there; `extra` args follow the
+        manifest's (none in tests/e2e/image)."""
         assert self.settings.image is not None
+        template = containers.PodTemplate.load(REPO / "deploy" / "components" / manifest)
+        target = urllib.parse.urlsplit(self.cp.server).port
+        assert target is not None
+        port = await self.lab.apiserver_relay(host, target)
+        token = await clients.request_token(self.api, SYSTEM, service_account,
+                                            expiration_seconds=86400)
+        account = containers.write_service_account(
+            self.workdir / f"serviceaccount-{daemon}", token, self.cp.ca_file, SYSTEM)
         name = f"oelb-{self.lab.run_id}-{daemon}"
-        if name not in self._containers:
-            self._containers.append(name)
-        return containers.Container(self.settings.image, name, tuple(readable))
+        if name not in self.containers:
+            self.containers.append(name)
+        return [*template.run_argv(
+            image=self.settings.image, name=name, network_namespace=host.netns,
+            fields={"metadata.namespace": SYSTEM, "metadata.name": daemon, **fields},
+            apiserver_port=port, service_account=account), *extra]
 
     async def restart_speaker(self, node: str) -> netlab.LabProcess:
         old = self.speakers.get(node)
@@ -321,7 +343,7 @@ class Cluster:
         """One sample of `node`'s speaker metrics, e.g. ("openelb_layer2_gratuitous_total",
         'family="ipv4"'); 0 when the series is absent."""
         result = await self.lab.node(node).exec(
-            "curl", "--silent", "--max-time", "2", f"http://{SPEAKER_HEALTH_ADDR}/metrics",
+            "curl", "--silent", "--max-time", "2", f"http://{self.speaker_health_addr}/metrics",
             check=False, timeout=10.0)
         series = f"{name}{{{labels}}}" if labels else name
         for line in result.stdout.splitlines():
@@ -346,7 +368,7 @@ class Cluster:
             if speaker is None or not speaker.running:
                 continue
             result = await host.exec("curl", "--silent", "--max-time", "2",
-                                     f"http://{SPEAKER_HEALTH_ADDR}/metrics",
+                                     f"http://{self.speaker_health_addr}/metrics",
                                      check=False, timeout=10.0)
             if any(line.startswith(wanted) and line.rstrip().endswith(" 1.0")
                    for line in result.stdout.splitlines()):
@@ -470,7 +492,7 @@ class Cluster:
             await process.stop()
         if self.controller is not None:
             await self.controller.stop()
-        await containers.remove(*self._containers)
+        await containers.remove(*self.containers)
         if self.admin is not None:
             await self.wipe_openelb_objects()
             core = k8s.CoreV1Api(self.admin)

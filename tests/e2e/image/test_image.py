@@ -2,12 +2,10 @@
 
 hack/build-image.sh builds it with podman from a Debian base made by mmdebstrap and
 wheels built outside (no registry is reachable here). The lab then runs the controller
-and every speaker from that image with their manifests' security settings
-(openelb_testenv.containers): a Service gets its address from the containerised
-controller, the router's kernel learns it via every containerised speaker (ExaBGP and
-its netcat bridge inside the image), layer 2 answers ARP from one of them (raw sockets
-under NET_RAW only), and a SIGTERM through podman withdraws the node's route as the
-kubelet's would.
+and every speaker from that image exactly as deploy/components describes their Pods
+(openelb_testenv.containers.PodTemplate: command, args, env, securityContext, emptyDirs,
+in-cluster ServiceAccount token), and the BGP, layer-2 failover and VIP stories run
+against them (docs/image.md).
 """
 
 from __future__ import annotations
@@ -75,18 +73,17 @@ def test_the_image_holds_the_daemons_and_nothing_of_the_tests(image: str) -> Non
 
 async def test_daemons_from_the_image_assign_announce_and_withdraw(
         cluster: ClusterFactory, image: str) -> None:
+    """The BGP story against the containerised daemons: three ECMP next hops, the remote
+    client reaches several nodes, a SIGTERM through podman withdraws the node's route."""
     ns = lan.namespace()
     settings = testenv_cluster.ClusterSettings(image=image)
     async with cluster(router="bird", ipv6=False, settings=settings) as c:
         # Each daemon runs in its own container, as its manifest's user.
         run = c.lab.run_id
-        users = {name: await _container_user(name) for name in
-                 [f"oelb-{run}-controller-1", *(f"oelb-{run}-speaker-{n}" for n in NODES)]}
-        assert users == {f"oelb-{run}-controller-1": str(containers.CONTROLLER_USER),
+        users = {name: await _container_user(name) for name in c.containers}
+        assert users == {f"oelb-{run}-controller-1": "65534",
                          **{f"oelb-{run}-speaker-{n}": "0" for n in NODES}}
 
-        # BGP: the containerised controller assigns, every containerised speaker
-        # announces, and the remote client behind the router reaches the Service.
         await c.bgp()
         await c.eip("bgp-pool", "203.0.113.0/24")
         await c.service(ns, "web", pool="bgp-pool")
@@ -95,18 +92,36 @@ async def test_daemons_from_the_image_assign_announce_and_withdraw(
         await c.serve_vips(vip)
         assert len(await c.answering_nodes(vip)) >= 2
 
-        # Layer 2: the owner by the documented rule answers the LAN client's ARP.
-        lan_ip = await lan.web(c, ns, "lan", pool="lan", protocol="layer2",
-                               interface=("can_reach:192.0.2.1", ""))
-        owner = lan.expected_owner(lan_ip, NODES)
-        await lan.wait_for_owner(c, lan_ip, owner)
-        await lan.wait_for_client(c, lan_ip, owner)
-
         # SIGTERM to `podman run` reaches the speaker, which withdraws before it exits.
         c.speakers["node-a"].signal(signal.SIGTERM)
         assert await c.speakers["node-a"].wait(60) == 0
         await c.lab.router.wait_for_routes(f"{vip}/32", EVERY_NODE - {NODES["node-a"]}, 30,
                                            kernel=True)
+
+
+async def test_layer2_failover_story_against_the_containerised_speakers(
+        cluster: ClusterFactory, image: str) -> None:
+    """The owner by the documented rule answers the LAN client; its container SIGKILLed,
+    the next node by the rule takes over and the client follows; restarted, the owner
+    takes its address back."""
+    ns = lan.namespace()
+    settings = testenv_cluster.ClusterSettings(image=image)
+    async with cluster(router=None, settings=settings) as c:
+        vip = await lan.web(c, ns, pool="lan", protocol="layer2",
+                            interface=("can_reach:192.0.2.1", "can_reach:2001:db8:1::1"))
+        owner = lan.expected_owner(vip, NODES)
+        heir = lan.expected_owner(vip, lan.others(list(NODES), owner))
+        await lan.wait_for_owner(c, vip, owner)
+        await lan.wait_for_client(c, vip, owner)
+
+        await containers.kill(f"oelb-{c.lab.run_id}-speaker-{owner}")
+        assert await c.speakers[owner].wait(30) != 0
+        await lan.wait_for_owner(c, vip, heir)
+        await lan.wait_for_client(c, vip, heir)
+
+        await c.start_speaker(owner)
+        await lan.wait_for_owner(c, vip, owner, timeout=60)
+        await lan.wait_for_client(c, vip, owner)
 
 
 async def _container_user(name: str) -> str:
@@ -120,7 +135,7 @@ async def _container_user(name: str) -> str:
 async def test_vip_mode_from_the_image_runs_keepalived_in_the_speakers_container(
         cluster: ClusterFactory, image: str) -> None:
     """keepalived, the speaker's child inside the image, under a read-only root and
-    only NET_ADMIN/NET_RAW: the node the rule names becomes VRRP master and the LAN
+    only the manifest's capabilities: the node the rule names becomes VRRP master and the LAN
     client reaches the Service there."""
     ns = lan.namespace()
     settings = testenv_cluster.ClusterSettings(image=image)
