@@ -339,6 +339,15 @@ class Cluster:
         return "\n".join(f"--- {name}\n{process.log_text()[-2500:]}"
                          for name, process in sorted(self.speakers.items()))
 
+    async def speaker_probe(self, node: str, path: str) -> tuple[str, str]:
+        """(HTTP status, body) of `node`'s speaker at `path` (/healthz, /readyz); status
+        "000" when it does not answer."""
+        done = await self.lab.node(node).exec(
+            "curl", "--silent", "--max-time", "2", "--write-out", "\n%{http_code}",
+            f"http://{self.speaker_health_addr}{path}", check=False, timeout=10.0)
+        body, _, code = done.stdout.rpartition("\n")
+        return code, body.strip()
+
     async def speaker_metric(self, node: str, name: str, labels: str = "") -> float:
         """One sample of `node`'s speaker metrics, e.g. ("openelb_layer2_gratuitous_total",
         'family="ipv4"'); 0 when the series is absent."""

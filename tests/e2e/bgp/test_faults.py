@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from openelb_testenv import cluster as testenv_cluster
 from openelb_testenv import netlab
 from tests.e2e.conftest import ClusterFactory
 
@@ -47,14 +46,6 @@ def _exabgp_of(speaker_pid: int) -> int:
     raise AssertionError(f"no ExaBGP under speaker pid {speaker_pid}")
 
 
-async def _probe(c: testenv_cluster.Cluster, node: str, path: str) -> tuple[str, str]:
-    done = await c.lab.node(node).exec(
-        "curl", "--silent", "--max-time", "2", "--write-out", "\n%{http_code}",
-        f"http://{testenv_cluster.SPEAKER_HEALTH_ADDR}{path}", check=False)
-    body, _, code = done.stdout.rpartition("\n")
-    return code, body.strip()
-
-
 async def test_exabgp_killed_is_restarted_and_the_route_comes_back(
         cluster: ClusterFactory) -> None:
     ns = f"e2e-{uuid.uuid4().hex[:6]}"
@@ -70,16 +61,16 @@ async def test_exabgp_killed_is_restarted_and_the_route_comes_back(
         os.kill(victim, signal.SIGKILL)
 
         async def unready() -> tuple[bool, object]:
-            code, body = await _probe(c, "node-a", "/readyz")
+            code, body = await c.speaker_probe("node-a", "/readyz")
             return (code == "503" and "exabgp not running" in body), (code, body)
 
         await netlab.poll_until("node-a's /readyz names ExaBGP", unready, 20.0,
                                 interval=0.05)
-        code, body = await _probe(c, "node-a", "/healthz")
+        code, body = await c.speaker_probe("node-a", "/healthz")
         assert code == "200", body  # the speaker restarts ExaBGP: no pod restart needed
 
         async def ready_again() -> tuple[bool, object]:
-            code, body = await _probe(c, "node-a", "/readyz")
+            code, body = await c.speaker_probe("node-a", "/readyz")
             return code == "200", (code, body)
 
         await netlab.poll_until("node-a ready again", ready_again, 60.0)
