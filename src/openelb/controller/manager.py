@@ -33,7 +33,7 @@ from openelb.api import bgp, errors, service
 from openelb.controller import bgpready, certs, eips, metrics, outcome, queue, services, webhook
 from openelb.ipam import allocator, coverage
 from openelb.ipam import errors as ipam_errors
-from openelb.kube import client, events, informer, leases, ratelimit, resources
+from openelb.kube import client, events, informer, leases, ratelimit, requestmetrics, resources
 from openelb.kube import errors as kube_errors
 
 __all__ = ["ControllerSettings", "run"]
@@ -375,6 +375,7 @@ async def run(kube: client.Kube, settings: ControllerSettings,
     tasks = supervisor.Supervisor(settings.registry)
     ctl.supervisor = tasks
     ratelimit.export(kube.limiter, settings.registry)
+    requestmetrics.export(kube, settings.registry)
     server = health.HealthServer(settings.registry, ctl.ready, settings.health_host,
                                  settings.health_port, live=tasks.health)
     await server.start()

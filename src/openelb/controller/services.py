@@ -101,6 +101,10 @@ class ServiceReconciler:
         except kube_errors.NotFound:
             return outcome.Done()  # deleted while we worked; its delete event follows
         except kube_errors.Retryable as exc:
+            # An overloaded apiserver (429), a 5xx or a dropped connection: the queue
+            # retries after what the server asked (Retry-After) or its own backoff.
+            log.warning("service write deferred", extra={
+                "service": key, "error": str(exc), "after": exc.after})
             return outcome.Retry(after=exc.after)
         except kube_errors.Forbidden as exc:
             # RBAC answers 403 for a moment while a restarted apiserver warms up, and

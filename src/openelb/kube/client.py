@@ -12,6 +12,7 @@ Errors are translated in kube/errors.py; no transport exception leaks out.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -56,6 +57,9 @@ class Kube:
         # Watches hold a connection each; reconcilers share the rest.
         self._pool = http.Pool(connection.server, connection.tls,
                                max_connections=max_connections)
+        # (method, HTTP status or "error" when no answer came) -> requests; exported as
+        # openelb_kube_client_requests_total (kube/requestmetrics.py).
+        self.responses: collections.Counter[tuple[str, str]] = collections.Counter()
 
     @classmethod
     async def from_kubeconfig(cls, path: str | None = None, *,
@@ -94,14 +98,19 @@ class Kube:
             await self.limiter.acquire()
         content = None if body is None else json.dumps(body).encode()
         timeout = request_timeout or self._timeout
-        with errors.translated():
-            async with asyncio.timeout(timeout), self._pool.stream(
-                method, self._target(path, query),
-                self._headers(content_type if content is not None else None), content,
-                timeout=timeout, read_timeout=timeout,
-            ) as response:
-                status, data = response.status, await response.aread()
-                retry_after = response.header("retry-after")
+        try:
+            with errors.translated():
+                async with asyncio.timeout(timeout), self._pool.stream(
+                    method, self._target(path, query),
+                    self._headers(content_type if content is not None else None), content,
+                    timeout=timeout, read_timeout=timeout,
+                ) as response:
+                    status, data = response.status, await response.aread()
+                    retry_after = response.header("retry-after")
+        except errors.KubeError:
+            self.responses[(method, "error")] += 1
+            raise
+        self.responses[(method, str(status))] += 1
         if not 200 <= status <= 299:
             raise errors.from_status(status, data, retry_after)
         decoded: RawObject = json.loads(data) if data else {}

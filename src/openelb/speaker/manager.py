@@ -16,7 +16,7 @@ from typing import Any
 
 from openelb import health, supervisor
 from openelb.api import nodes
-from openelb.kube import client, events, informer, ratelimit, resources
+from openelb.kube import client, events, informer, ratelimit, requestmetrics, resources
 from openelb.planner import eligibility
 from openelb.speaker import announcements, metrics, modes, seam, snapshots
 from openelb.speaker.settings import SpeakerSettings
@@ -200,6 +200,7 @@ async def run(kube: client.Kube, settings: SpeakerSettings, stop: asyncio.Event)
     tasks = supervisor.Supervisor(settings.registry)
     speaker.supervisor = tasks
     ratelimit.export(kube.limiter, settings.registry)
+    requestmetrics.export(kube, settings.registry)
     server = health.HealthServer(settings.registry, speaker.ready, settings.health_host,
                                  settings.health_port, live=tasks.health)
     await server.start()
