@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from typing import Any
 
 import pytest
 
 from openelb.kube import client, informer, resources
+from openelb.kube import errors as kube_errors
+from openelb_testenv import controlplane
 
 pytestmark = pytest.mark.controlplane
 
@@ -51,3 +55,39 @@ async def test_a_callback_that_raises_does_not_end_the_cache(
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_watch_resuming_below_a_compaction_relists_and_drops_the_gone(
+        admin_kube: client.Kube, control_plane: controlplane.ControlPlane,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Issue #13, item 5: while the apiserver is down, an Eip is removed straight from
+    etcd and etcd is compacted past it. The resumed watch is answered 410 Gone (its
+    resourceVersion was compacted away), the informer relists, and the removed Eip
+    leaves the cache: no watch event could ever have said so."""
+    caplog.set_level(logging.INFO, logger="openelb.kube.informer")
+    names = [f"compaction-{i}" for i in range(3)]
+    for i, name in enumerate(names):
+        await admin_kube.create(resources.EIPS, _eip(name, f"198.51.100.{64 + i}"))
+    cache = informer.Informer(admin_kube, resources.EIPS, lambda key: None)
+    task = asyncio.create_task(cache.run())
+    try:
+        await _until(lambda: all(cache.get(n) is not None for n in names))
+        lists = cache.relists
+        await control_plane.stop_apiserver()
+        try:
+            await control_plane.etcd_delete(
+                "/registry/network.kubesphere.io/eips/compaction-1")
+            await control_plane.etcd_compact()
+        finally:
+            await control_plane.start_apiserver()
+        await _until(lambda: cache.get("compaction-1") is None, timeout=60)
+        assert cache.relists > lists
+        assert cache.get("compaction-0") is not None
+        assert any("watch expired, relisting" in r.getMessage() for r in caplog.records), [
+            (r.getMessage(), getattr(r, "error", "")) for r in caplog.records]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for name in names:
+            with contextlib.suppress(kube_errors.NotFound):
+                await admin_kube.delete(resources.EIPS, name)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import atexit
+import base64
 import contextlib
 import ctypes
 import dataclasses
@@ -586,6 +587,35 @@ class ControlPlane:
             shutil.rmtree(self._workdir, ignore_errors=True)
         self._workdir = self._pki = self._ports = None
         self._etcd = self._apiserver = None
+
+    async def etcd_v3(self, call: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One call of etcd's v3 JSON gateway (e.g. "kv/put"; keys and values base64),
+        for tests that change what the apiserver stores behind its back. etcd here is
+        plain HTTP on loopback; etcdctl is not part of the build."""
+        import aiohttp  # the test environment's own dependency; only these tests need it
+
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{self.etcd_url}/v3/{call}", json=body, timeout=aiohttp.ClientTimeout(total=10)
+        ) as response:
+            response.raise_for_status()
+            return dict(await response.json(content_type=None))
+
+    @staticmethod
+    def _b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    async def etcd_delete(self, key: str) -> None:
+        """Delete `key` (e.g. /registry/services/specs/NS/NAME) straight from etcd."""
+        await self.etcd_v3("kv/deleterange", {"key": self._b64(key)})
+
+    async def etcd_compact(self) -> int:
+        """Advance etcd's revision (a marker key) and compact everything before it:
+        every older resourceVersion is then too old to watch from. Returns the revision."""
+        head = await self.etcd_v3("kv/put", {"key": self._b64("/openelb-testenv/compacted"),
+                                             "value": self._b64(str(time.time()))})
+        revision = int(head["header"]["revision"])
+        await self.etcd_v3("kv/compaction", {"revision": revision, "physical": True})
+        return revision
 
     async def stop_apiserver(self) -> None:
         """Stop only kube-apiserver (clients then see connection errors)."""

@@ -83,3 +83,33 @@ async def test_health_tells_an_apiserver_outage_from_a_broken_process(
     await cluster.wait_ip("after")
     assert ctl.running
     assert "failing for" in text
+
+
+async def test_a_deletion_hidden_by_compaction_is_found_by_the_relist(
+        cluster: harness.Cluster, controllers: Controllers,
+        apiserver: controlplane.ControlPlane) -> None:
+    """Issue #13: a Service removed behind the apiserver's back (straight from etcd,
+    while the apiserver is down) with etcd compacted past it: no watch event can ever
+    say so, only a relist finds it gone. Here the relist comes from the 403s a
+    restarted apiserver answers while its RBAC cache fills, or from the 410 Gone of a
+    watch resuming below the compaction (tests/integration/test_informer_faults.py
+    pins that path down); either way the address is released, and a new Service
+    asking for exactly that address gets it."""
+    await cluster.create_eip("main", "192.0.2.0/26", default=True)
+    ctl = await controllers.start("a", *PATIENT_LEASE)
+    await cluster.create_services([f"s{i}" for i in range(5)])
+    before = await cluster.wait_all_assigned(5)
+    (hidden_ip,) = before["s1"]
+
+    await apiserver.stop_apiserver()
+    await ctl.component.wait_for_log("watch failed, retrying")
+    await apiserver.etcd_delete(f"/registry/services/specs/{cluster.namespace}/s1")
+    await apiserver.etcd_compact()
+    await apiserver.start_apiserver()
+
+    await cluster.create_service("claimant", ip=hidden_ip)
+    assert await cluster.wait_ip("claimant") == hidden_ip
+    after = await cluster.service_ips()
+    assert {n: after[n] for n in before if n != "s1"} == {
+        n: ips for n, ips in before.items() if n != "s1"}
+    assert ctl.running
