@@ -14,9 +14,14 @@ node-0's point of view, `--rounds` times each:
 - `layer2_memo_ms`: the same with the `Rankings` memo a speaker keeps across rounds
   (warm: what a round costs when nothing moved);
 - `node_down_layer2_ms`: with the warm memo, a round after one node died;
-- `one_change_layer2_ms`: with the warm memo, a round after one Service changed (still
-  a full pass over every Service: planning is not incremental per Service yet, which
-  is what this figure tracks against the issue's 5 ms).
+- `one_change_layer2_ms`: with the warm memo, a round of plan_layer2 after one Service
+  changed (a full pass over every Service);
+- `incremental_one_change_{layer2,bgp}_ms`: what the speaker runs, the incremental
+  planners (ownership.Layer2Planner, bgp.BgpPlanner), warm, each round after one
+  Service changed (an edit of svc-0, alternating between two versions): the issue's
+  5 ms figure;
+- `incremental_unchanged_{layer2,bgp}_ms`: the same with nothing changed (a round
+  woken by something that touches no Service).
 
 Run: .venv/bin/python bench/planner.py   (--services 10000 --nodes 100 --pools 20)
 """
@@ -121,6 +126,7 @@ def main() -> int:
         "one_change_layer2_ms": timed(
             lambda: ownership.plan_layer2(changed, live, serving, rankings=memo),
             args.rounds),
+        **incremental(snap, changed, live, serving, args.rounds),
         "layer2_addresses_owned_by_node_0": len(plan.claims),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
@@ -128,6 +134,34 @@ def main() -> int:
     print()
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def incremental(snap: snapshot.Snapshot, changed: snapshot.Snapshot, live: frozenset[str],
+                serving: dict[str, frozenset[str]], rounds: int) -> dict[str, Any]:
+    """The incremental planners, warm, on rounds alternating between `snap` and
+    `changed` (one Service differs), and on unchanged rounds."""
+    layer2, routes = ownership.Layer2Planner(), bgp_plan.BgpPlanner()
+    layer2.plan(snap, live, serving)
+    routes.plan(snap)
+    turns = [changed, snap]
+
+    def flip() -> snapshot.Snapshot:
+        turns.reverse()
+        return turns[0]
+
+    figures = {
+        "incremental_one_change_layer2_ms": timed(
+            lambda: layer2.plan(flip(), live, serving), rounds * 4),
+        "incremental_one_change_bgp_ms": timed(lambda: routes.plan(flip()), rounds * 4),
+        "incremental_unchanged_layer2_ms": timed(
+            lambda: layer2.plan(turns[0], live, serving), rounds * 4),
+        "incremental_unchanged_bgp_ms": timed(lambda: routes.plan(turns[0]), rounds * 4),
+    }
+    # The same answers as from scratch (a property test holds this too).
+    assert layer2.plan(turns[0], live, serving) == ownership.plan_layer2(turns[0], live,
+                                                                         serving)
+    assert routes.plan(turns[0]) == bgp_plan.plan_bgp(turns[0])
+    return figures
 
 
 def build_index(snap: snapshot.Snapshot) -> None:

@@ -7,15 +7,16 @@ Routes carry an explicit next hop and an optional ADD-PATH path id so the announ
 later carry several paths per prefix (DESIGN §4, future work).
 """
 
+import collections
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from openelb import validation
-from openelb.api import addresses, annotations, bgp
-from openelb.planner import eligibility, snapshot
+from openelb.api import addresses, annotations, bgp, service
+from openelb.planner import eligibility, incremental, snapshot
 
-__all__ = ["BgpPlan", "GlobalSpec", "PeerSpec", "Route", "plan_bgp"]
+__all__ = ["BgpPlan", "BgpPlanner", "GlobalSpec", "PeerSpec", "Route", "plan_bgp"]
 
 DEFAULT_HOLD_TIME = 90.0
 
@@ -128,54 +129,143 @@ def _peer_spec(peer: bgp.BgpPeer, local_as: int, router_id: str,
     )
 
 
-def plan_bgp(snap: snapshot.Snapshot) -> BgpPlan:
-    """The sessions and routes of this node; empty when BGP is not configured."""
-    me = snap.me
-    skipped: dict[str, eligibility.Skip] = {}
-    conf = snap.bgp_conf if snap.bgp_conf is not None and snap.bgp_conf.counts else None
-    bgp_services = []
-    for svc in snap.services:
+class _Round:
+    """What one round's Services are planned against: BGP on this node, if any."""
+
+    def __init__(self, snap: snapshot.Snapshot) -> None:
+        self.snap = snap
+        me = snap.me
+        conf = snap.bgp_conf if snap.bgp_conf is not None and snap.bgp_conf.counts else None
+        self.speaker: GlobalSpec | None = None
+        self.peers: tuple[PeerSpec, ...] = ()
+        self.local: dict[int, addresses.IPAddress] = {}
+        self.why: eligibility.Skip | None = None  # why this node speaks no BGP at all
+        if conf is None or me is None:
+            self.why = eligibility.Skip.NO_BGP_CONF if conf is None else \
+                eligibility.Skip.NODE_UNKNOWN
+            return
+        rack = me.labels.get(annotations.RACK_LABEL, "")
+        local_as = conf.spec.as_per_rack.get(rack, conf.spec.as_) if rack else conf.spec.as_
+        v4 = me.internal_ip(4)
+        router_id = conf.spec.router_id or (str(v4) if v4 else "")
+        self.local = {v: ip for v in (4, 6) if (ip := me.internal_ip(v)) is not None}
+        self.speaker = GlobalSpec(router_id, local_as, conf.spec.listen_port or 179,
+                                  conf.spec.listen_addresses)
+        # A second BgpPeer to one neighbour from the same nodes is not used (the
+        # controller marks it not Ready and the webhook refuses new ones).
+        duplicates = validation.refused_peers(snap.bgp_peers)
+        self.peers = tuple(
+            _peer_spec(p, local_as, router_id, self.local)
+            for p in sorted(snap.bgp_peers, key=lambda p: p.metadata.name)
+            if not p.ignored and p.metadata.name not in duplicates
+            and p.selects(dict(me.labels))
+        )
+
+    def part(self, svc: service.LbService
+             ) -> tuple[frozenset[addresses.IPAddress], eligibility.Skip | None] | None:
+        """(the Service's BGP addresses, why this node does not announce them), or None
+        when it has none."""
         if not svc.wants_address or not svc.assigned_ips:
-            continue
-        mine = [ip for ip in svc.assigned_ips
-                if (pool := snap.pool_of(ip)) is not None and pool.protocol == "bgp"]
-        if mine:
-            bgp_services.append((svc, mine))
-    if conf is None or me is None:
-        why = eligibility.Skip.NO_BGP_CONF if conf is None else eligibility.Skip.NODE_UNKNOWN
-        return BgpPlan(None, skipped={s.key: why for s, _ in bgp_services})
-    rack = me.labels.get(annotations.RACK_LABEL, "")
-    local_as = conf.spec.as_per_rack.get(rack, conf.spec.as_) if rack else conf.spec.as_
-    v4 = me.internal_ip(4)
-    router_id = conf.spec.router_id or (str(v4) if v4 else "")
-    local = {v: ip for v in (4, 6) if (ip := me.internal_ip(v)) is not None}
-    speaker = GlobalSpec(router_id, local_as, conf.spec.listen_port or 179,
-                         conf.spec.listen_addresses)
-    # A second BgpPeer to one neighbour from the same nodes is not used (the
-    # controller marks it not Ready and the webhook refuses new ones).
-    duplicates = validation.refused_peers(snap.bgp_peers)
-    peers = tuple(
-        _peer_spec(p, local_as, router_id, local)
-        for p in sorted(snap.bgp_peers, key=lambda p: p.metadata.name)
-        if not p.ignored and p.metadata.name not in duplicates and p.selects(dict(me.labels))
-    )
-    announced: dict[str, frozenset[addresses.IPAddress]] = {}
-    for svc, ips in bgp_services:
-        skip = eligibility.service_skip(snap, svc, snap.node)
-        if skip is None and not peers:
+            return None
+        snap = self.snap
+        mine = frozenset(ip for ip in svc.assigned_ips
+                         if (pool := snap.pool_of(ip)) is not None and pool.protocol == "bgp")
+        if not mine:
+            return None
+        skip = self.why or eligibility.service_skip(snap, svc, snap.node)
+        if skip is None and not self.peers:
             skip = eligibility.Skip.NO_PEERS
-        if skip is not None:
-            skipped[svc.key] = skip
+        return mine, skip
+
+    def plan(self, announced: Mapping[str, frozenset[addresses.IPAddress]],
+             skipped: Mapping[str, eligibility.Skip],
+             by_family: Mapping[int, frozenset[Route]]) -> BgpPlan:
+        if self.speaker is None:
+            return BgpPlan(None, skipped=skipped)
+        routes: dict[str, frozenset[Route]] = {}
+        for peer in self.peers:
+            parts = [by_family[v] for v in sorted(peer.families) if v in by_family]
+            # One family: that very set, not a copy (thousands of routes every round).
+            routes[str(peer.address)] = parts[0] if len(parts) == 1 else \
+                frozenset().union(*parts)
+        return BgpPlan(self.speaker, self.peers, routes, announced, skipped)
+
+
+def plan_bgp(snap: snapshot.Snapshot) -> BgpPlan:
+    """The sessions and routes of this node; empty when BGP is not configured.
+    BgpPlanner gives the same plans at the cost of what changed since its last."""
+    round_ = _Round(snap)
+    announced: dict[str, frozenset[addresses.IPAddress]] = {}
+    skipped: dict[str, eligibility.Skip] = {}
+    for svc in snap.services:
+        part = round_.part(svc)
+        if part is None:
             continue
-        announced[svc.key] = frozenset(ips)
+        ips, skip = part
+        if skip is None:
+            announced[svc.key] = ips
+        else:
+            skipped[svc.key] = skip
     prefixes = {ip for ips in announced.values() for ip in ips}
-    by_family = {version: frozenset(Route(ip, local[version])
+    by_family = {version: frozenset(Route(ip, round_.local[version])
                                     for ip in prefixes if ip.version == version)
-                 for version in local}
-    routes: dict[str, frozenset[Route]] = {}
-    for peer in peers:
-        routes[str(peer.address)] = frozenset().union(
-            *(by_family[v] for v in peer.families if v in by_family))
-    return BgpPlan(speaker, peers, routes, announced, skipped)
+                 for version in round_.local}
+    return round_.plan(announced if round_.speaker else {}, skipped, by_family)
 
 
+class BgpPlanner:
+    """plan_bgp kept across rounds: equal plans (a property test holds them equal), at
+    a cost that follows what changed (issue #13): while this node's BGP settings, its
+    Node and the pools stay the same, only the Services that changed are planned again
+    (planner/incremental.py), and the route sets change by what was added or removed."""
+
+    def __init__(self) -> None:
+        self._tracker = incremental.ServiceTracker()
+        self._announced: dict[str, frozenset[addresses.IPAddress]] = {}
+        self._skipped: dict[str, eligibility.Skip] = {}
+        self._prefixes: collections.Counter[addresses.IPAddress] = collections.Counter()
+        self._by_family: dict[int, frozenset[Route]] = {}
+
+    def plan(self, snap: snapshot.Snapshot) -> BgpPlan:
+        """plan_bgp(snap)."""
+        round_ = _Round(snap)
+        context = (snap.node, snap.me, snap.bgp_conf, snap.bgp_peers,
+                   sorted(snap.pools.items()))
+        delta = self._tracker.delta(snap.services, snap.endpoints, context)
+        if delta.reset:
+            self._announced, self._skipped = {}, {}
+            self._prefixes = collections.Counter()
+            self._by_family = {v: frozenset() for v in round_.local}
+        added: set[addresses.IPAddress] = set()
+        gone: set[addresses.IPAddress] = set()
+        for key in delta.removed:
+            self._drop(key, gone)
+        for svc in delta.changed:
+            self._drop(svc.key, gone)
+            part = round_.part(svc)
+            if part is None:
+                continue
+            ips, skip = part
+            if skip is not None:
+                self._skipped[svc.key] = skip
+                continue
+            self._announced[svc.key] = ips
+            for ip in ips:
+                self._prefixes[ip] += 1
+                if self._prefixes[ip] == 1:
+                    added.add(ip)
+        moved = (added - gone, gone - added)
+        for version, next_hop in round_.local.items():
+            new, old = ({Route(ip, next_hop) for ip in ips if ip.version == version}
+                        for ips in moved)
+            if new or old:
+                self._by_family[version] = (self._by_family[version] - old) | new
+        return round_.plan(dict(self._announced), dict(self._skipped), self._by_family)
+
+    def _drop(self, key: str, gone: set[addresses.IPAddress]) -> None:
+        self._skipped.pop(key, None)
+        for ip in self._announced.pop(key, ()):
+            self._prefixes[ip] -= 1
+            if self._prefixes[ip] <= 0:
+                del self._prefixes[ip]
+                gone.add(ip)

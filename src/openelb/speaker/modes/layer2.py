@@ -57,7 +57,7 @@ class Layer2Mode:
         self._rejoins = 0  # heartbeats.rejoins as last acted on
         self._secret_checked = -1e9
         self._owned: set[tuple[str, ...]] = set()  # (ip, service) series of the gauge
-        self._rankings = ownership.Rankings()  # memo across rounds (planner/ownership.py)
+        self._planner = ownership.Layer2Planner()  # plans what changed (planner/ownership.py)
         self._key_watch: asyncio.Task[None] | None = None
 
     def ready(self) -> tuple[bool, str]:
@@ -184,7 +184,7 @@ class Layer2Mode:
             live, serving, settled = ready | {self.node}, {self.node: mine}, True
             joining = frozenset()
         held = frozenset(claim.ip for claim in self.announcer.claims)
-        plan = ownership.plan_layer2(snap, live, serving, joining, held, self._rankings)
+        plan = self._planner.plan(snap, live, serving, joining, held)
         claims: set[l2.Claim] = set()
         if settled:
             for claim in plan.claims:

@@ -32,6 +32,7 @@ class BgpMode:
         self.status = status.StatusWriter(ctx.kube, node, ctx.informers["bgpconfs"],
                                           ctx.informers["bgppeers"])
         self.reachability = reachability.PeerReachability(node, ctx.wake)
+        self._planner = bgp_plan.BgpPlanner()  # plans what changed (planner/incremental.py)
 
     def _session_changed(self, peer: str, state: str) -> None:
         self._ctx.stats.session_up.labels(peer).set(1 if state == "up" else 0)
@@ -47,10 +48,13 @@ class BgpMode:
         return True, "ok"
 
     async def apply(self, snap: snapshot.Snapshot) -> seam.Round:
-        plan = bgp_plan.plan_bgp(snap)
+        plan = self._planner.plan(snap)
         await self.announcer.set(plan)
-        prefixes = {r.address for routes in plan.routes.values() for r in routes}
-        self._ctx.stats.announced_prefixes.set(len(prefixes))
+        # Peers of one family share one route set (the planner's, not a copy).
+        distinct = list({id(routes): routes for routes in plan.routes.values()}.values())
+        self._ctx.stats.announced_prefixes.set(
+            len(distinct[0]) if len(distinct) == 1 else
+            len({r.address for routes in distinct for r in routes}))
         info = snap.nodes.get(snap.node)
         self.reachability.update(plan.peers, self.announcer.sessions,
                                  info.internal_ips if info is not None else ())
