@@ -42,6 +42,10 @@ def service_entry(raw: Mapping[str, Any], *, lb_class: str | None) -> dict[str, 
 log = logging.getLogger(__name__)
 
 
+def _pool(raw: Mapping[str, Any]) -> ipam_pools.Pool:
+    return ipam_pools.Pool.from_eip(eip.Eip.parse(raw))
+
+
 class EndpointIndex:
     """Service -> nodes with a ready endpoint, kept as EndpointSlices change.
 
@@ -80,6 +84,36 @@ class EndpointIndex:
         return dict(self._nodes)
 
 
+class _Parsed:
+    """Parsed objects by name, each parsed once per resourceVersion: a round re-reads
+    the caches, not the objects (unchanged values also stay the same objects, which the
+    planners' change checks rely on)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, tuple[str, object]] = {}
+
+    def get(self, raw: Mapping[str, Any], parse: Any) -> Any:
+        """parse(raw), or the value parsed from this very version (an InvalidObject is
+        remembered and raised again)."""
+        meta = raw.get("metadata") or {}
+        name, version = str(meta.get("name", "")), str(meta.get("resourceVersion", ""))
+        known = self._by_name.get(name)
+        if known is None or known[0] != version or not version:
+            try:
+                value: object = parse(raw)
+            except errors.InvalidObject as exc:
+                value = exc
+            known = (version, value)
+            self._by_name[name] = known
+        if isinstance(known[1], errors.InvalidObject):
+            raise known[1]
+        return known[1]
+
+    def keep_only(self, names: set[str]) -> None:
+        if len(self._by_name) > len(names):
+            self._by_name = {n: v for n, v in self._by_name.items() if n in names}
+
+
 class SnapshotBuilder:
     def __init__(self, node: str, lb_class: str | None,
                  informers: Mapping[str, informer.Informer]) -> None:
@@ -89,6 +123,7 @@ class SnapshotBuilder:
         self._last_good: dict[str, ipam_pools.Pool] = {}
         self._complained: dict[str, str] = {}
         self.endpoints = EndpointIndex(informers["endpointslices"])
+        self._pools, self._nodes, self._peers = _Parsed(), _Parsed(), _Parsed()
 
     def _complain(self, ref: str, error: errors.InvalidObject) -> None:
         if self._complained.get(ref) != error.message:
@@ -102,23 +137,26 @@ class SnapshotBuilder:
         for raw in self._inf["eips"].items():
             name = str((raw.get("metadata") or {}).get("name", ""))
             try:
-                pools[name] = ipam_pools.Pool.from_eip(eip.Eip.parse(raw))
+                pools[name] = self._pools.get(raw, _pool)
             except errors.InvalidObject as exc:
                 self._complain(f"eip/{name}", exc)
                 if name in self._last_good:
                     pools[name] = self._last_good[name]
         self._last_good = pools
+        self._pools.keep_only(set(pools))
         node_map = {}
         for raw in self._inf["nodes"].items():
-            info = nodes.NodeInfo.parse(raw)
+            info = self._nodes.get(raw, nodes.NodeInfo.parse)
             node_map[info.name] = info
+        self._nodes.keep_only(set(node_map))
         conf = self._bgp_conf(self._inf["bgpconfs"].get(annotations.DEFAULT_BGPCONF_NAME))
         peers = []
         for raw in self._inf["bgppeers"].items():
             try:
-                peers.append(bgp.BgpPeer.parse(raw))
+                peers.append(self._peers.get(raw, bgp.BgpPeer.parse))
             except errors.InvalidObject as exc:
                 self._complain(f"bgppeer/{(raw.get('metadata') or {}).get('name')}", exc)
+        self._peers.keep_only({p.metadata.name for p in peers})
         return snapshot.Snapshot(
             node=self._node,
             nodes=node_map,
@@ -130,6 +168,7 @@ class SnapshotBuilder:
         )
 
     def _bgp_conf(self, raw: Mapping[str, Any] | None) -> bgp.BgpConf | None:
+        # One object, parsed every round: cheaper than keeping it.
         if raw is None:
             return None
         try:
