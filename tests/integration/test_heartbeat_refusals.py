@@ -72,13 +72,67 @@ async def test_live_peers_counts_the_speakers_heard_within_the_timeout() -> None
                            clock=lambda: now[0])
     await beats.start()
     try:
+        beats.pools = frozenset({"lan"})
         beats.set_peers({"node-b": "127.0.0.1"})
         assert beats.live_peers() == 0
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
-            beat = codec.Heartbeat("node-b", "b1", 1, time.time(), frozenset())
+            beat = codec.Heartbeat("node-b", "b1", 1, time.time(), frozenset({"lan"}),
+                                   scoped=True)
             sender.sendto(codec.encode(beat, SECRET), ("127.0.0.1", port))
             await _until(lambda: beats.live_peers() == 1)
         now[0] += 1.5  # silent for longer than the 1 s timeout
+        assert beats.live_peers() == 0
+    finally:
+        await beats.aclose()
+
+
+async def test_peers_sharing_no_pool_hear_each_other_every_far_interval() -> None:
+    """Issue #13, item 4: heartbeats go at the full rate only to peers that share a
+    layer-2 pool (and to peers not heard yet). A peer on another segment gets one every
+    far_interval and stays alive for far_timeout; when the two come to share a pool, it
+    gets the full rate again, and after a grace period the 1 s timeout applies."""
+    now = [100.0]
+    port = _free_udp_port()
+    settings = udp.HeartbeatSettings(port=port)
+    beats = udp.Heartbeats("node-a", SECRET, settings, clock=lambda: now[0])
+    await beats.start()
+    seq = iter(range(1, 100))
+
+    async def heard_from_b(pools: frozenset[str]) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            beat = codec.Heartbeat("node-b", "b1", next(seq), time.time(), pools, scoped=True)
+            sender.sendto(codec.encode(beat, SECRET), ("127.0.0.1", port))
+        await _until(lambda: beats.live_peers() == 1)
+
+    def sends(seconds: float) -> dict[str, int]:
+        """What node-a sends over `seconds` of its clock, one interval at a time."""
+        before = dict(beats.sent)
+        for _ in range(round(seconds / settings.interval)):
+            now[0] += settings.interval
+            beats._send()  # the send loop's work, on this test's clock
+        return {k: beats.sent[k] - before[k] for k in before}
+
+    try:
+        beats.pools = frozenset({"rack-1"})
+        beats.set_peers({"node-b": "127.0.0.1"})
+        assert sends(1.0) == {"near": 4, "far": 0}  # not heard yet: full rate
+        await heard_from_b(frozenset({"rack-2"}))
+        grace = settings.far_interval + settings.timeout
+        # Within the grace period it still gets the full rate.
+        assert sends(grace - settings.interval) == {"near": 11, "far": 0}
+        assert sends(8.0) == {"near": 0, "far": 4}  # then one per far_interval
+        await heard_from_b(frozenset({"rack-2"}))
+        now[0] += 5.0  # silent beyond the 1 s timeout, within far_timeout
+        assert beats.live_peers() == 1
+        now[0] += 1.5
+        assert beats.live_peers() == 0
+
+        await heard_from_b(frozenset({"rack-2"}))
+        beats.pools = frozenset({"rack-1", "rack-2"})  # now they share a segment
+        assert sends(1.0) == {"near": 4, "far": 0}
+        now[0] += grace  # the grace period over: the 1 s timeout again
+        await heard_from_b(frozenset({"rack-2"}))
+        now[0] += 1.5
         assert beats.live_peers() == 0
     finally:
         await beats.aclose()

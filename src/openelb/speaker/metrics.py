@@ -1,8 +1,10 @@
 """The speaker's Prometheus metrics (DESIGN §7), on a registry passed in."""
 
-from collections.abc import Mapping, Set
+from collections.abc import Iterator, Mapping, Set
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from openelb.announce import layer2 as l2
 from openelb.announce.liveness import codec, udp
@@ -25,6 +27,7 @@ def sync_series(gauge: Gauge, shown: Set[Labels], now: Mapping[Labels, float]
 
 class SpeakerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
         self.session_up = Gauge(
             "openelb_bgp_session_up", "1 while the BGP session to a peer is established.",
             ["peer"], registry=registry)
@@ -107,5 +110,22 @@ class SpeakerMetrics:
         self.clock_skew.labels(peer).set(round(skew, 3))
 
     def watch_heartbeats(self, beats: udp.Heartbeats) -> None:
-        """The live-peers gauge reads the heartbeats when scraped."""
+        """The live-peers gauge and the sent counters read the heartbeats when scraped."""
         self.live_peers.set_function(beats.live_peers)
+        self._registry.register(_HeartbeatsSent(beats))
+
+
+class _HeartbeatsSent(Collector):
+    """openelb_heartbeat_sent_total{scope}: near peers share a layer-2 pool with this
+    node and hear from it every interval, far ones every far interval (udp.py's Scope)."""
+
+    def __init__(self, beats: udp.Heartbeats) -> None:
+        self._beats = beats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "openelb_heartbeat_sent", "Heartbeat datagrams sent, by the scope of the peer",
+            labels=["scope"])
+        for scope, count in sorted(self._beats.sent.items()):
+            family.add_metric([scope], count)
+        yield family

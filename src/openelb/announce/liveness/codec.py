@@ -7,11 +7,13 @@ node can serve, and whether its start-up hold-down is over and it has taken its 
 (`claiming`; absent in heartbeats of speakers that predate the flag, which count as
 claiming). A speaker that stops sends a last one with `leaving` set (key absent
 otherwise), and `booted_at` is the sender's wall clock when its boot began (absent
-from speakers that predate it). A receiver accepts a heartbeat only if the MAC
-matches, the time is within `max_skew` of its own clock, the boot is not older than
-the newest seen from that node, and the (node, boot) sequence number grew: a captured
-packet replayed later, even after the sender restarted, is refused. Every refusal is
-a `Refused` value.
+from speakers that predate it). `scoped` says the sender knows its pools and sends
+to peers by segment (udp.py's Scope); absent, its pools say nothing yet (it has not
+planned, or predates scoping) and receivers treat it as sharing every pool.
+A receiver accepts a heartbeat only if the MAC matches, the time is within `max_skew`
+of its own clock, the boot is not older than the newest seen from that node, and the
+(node, boot) sequence number grew: a captured packet replayed later, even after the
+sender restarted, is refused. Every refusal is a `Refused` value.
 """
 
 import enum
@@ -36,6 +38,7 @@ class Heartbeat:
     claiming: bool = True  # the sender's hold-down is over and its claims are applied
     leaving: bool = False  # the sender stops: count it dead now, not after the timeout
     booted_at: float | None = None  # sender's wall clock when this boot began
+    scoped: bool = False  # `pools` is known (the sender planned): see udp.py's Scope
 
 
 class Refused(enum.StrEnum):
@@ -56,6 +59,8 @@ def encode(beat: Heartbeat, secret: bytes) -> bytes:
         fields["l"] = True
     if beat.booted_at is not None:
         fields["bt"] = round(beat.booted_at, 3)
+    if beat.scoped:
+        fields["k"] = True
     body = json.dumps(fields, separators=(",", ":")).encode()
     return MAGIC + hmac.new(secret, body, hashlib.sha256).digest() + body
 
@@ -75,6 +80,7 @@ def decode(packet: bytes, secret: bytes) -> Heartbeat | Refused:
             sent_at=float(data["t"]), pools=frozenset(str(p) for p in data.get("p", ())),
             claiming=data.get("c", True) is not False, leaving=data.get("l") is True,
             booted_at=float(data["bt"]) if "bt" in data else None,
+            scoped=data.get("k") is True,
         )
     except (ValueError, KeyError, TypeError):
         return Refused.MALFORMED

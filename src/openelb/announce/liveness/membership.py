@@ -31,6 +31,11 @@ heartbeat is younger than `timeout` (monotonic clock). Rules for the edges:
   node's current boot counts (`otherBoot` otherwise). Its boot and sequence number are
   kept, so a replay of that heartbeat is refused like any other, and if the peer is
   heard again with that boot it counts as a rejoin (this node announces again).
+* Far peers: a peer that shares no layer-2 pool with this node (udp.py sends to it, and
+  it to us, only every `far_interval`) is alive while its last heartbeat is younger
+  than `far_timeout`. Its liveness decides no address this node may claim, so the
+  longer timeout costs nothing but the precision of the `owners` map. The sender side
+  decides who is far (`lenient`), with a grace period whenever that changes.
 * Joining: a live peer whose heartbeats say it is not claiming yet (its own start-up
   hold-down) is `joining`. The node that holds an address such a peer will own keeps
   answering for it until the peer says it claims (make before break, planner's
@@ -38,7 +43,7 @@ heartbeat is younger than `timeout` (monotonic clock). Rules for the edges:
 """
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from openelb.announce.liveness import codec
@@ -54,6 +59,7 @@ class _Peer:
     pools: frozenset[str]
     claiming: bool
     booted_at: float | None = None
+    scoped: bool = False  # its pools are known (codec.Heartbeat.scoped)
 
 
 @dataclass
@@ -62,6 +68,9 @@ class Membership:
     started_at: float  # monotonic
     timeout: float = 1.0
     max_skew: float = 30.0  # accepted wall-clock difference, for replay safety
+    far_timeout: float = 6.0  # the timeout of the peers in `lenient` (see Far peers)
+    # peer -> until when (monotonic; inf: for good) far_timeout applies to it
+    lenient: Mapping[str, float] = field(default_factory=dict)
     _peers: dict[str, _Peer] = field(default_factory=dict)
     _heard_anyone: bool = False
     rejoins: int = 0  # returns of a peer that was dead but did not restart (see Rejoin)
@@ -77,7 +86,7 @@ class Membership:
         same_boot = known is not None and known.boot == beat.boot
         if known is not None and same_boot and beat.seq <= known.seq:
             return codec.Refused.REPLAYED
-        if (known is not None and not same_boot and now - known.heard_at <= self.timeout
+        if (known is not None and not same_boot and self._alive(beat.node, known, now)
                 and _older(beat.booted_at, known.booted_at)):
             return codec.Refused.OLD_BOOT
         # A newer boot id (the peer restarted) starts a new sequence.
@@ -87,12 +96,16 @@ class Membership:
             self._peers[beat.node] = _Peer(beat.boot, beat.seq, -math.inf, frozenset(), True,
                                            beat.booted_at)
             return None
-        if known is not None and same_boot and now - known.heard_at > self.timeout:
+        if known is not None and same_boot and not self._alive(beat.node, known, now):
             self.rejoins += 1
         self._peers[beat.node] = _Peer(beat.boot, beat.seq, now, beat.pools, beat.claiming,
-                                       beat.booted_at)
+                                       beat.booted_at, beat.scoped)
         self._heard_anyone = True
         return None
+
+    def _alive(self, node: str, peer: _Peer, now: float) -> bool:
+        limit = self.far_timeout if now < self.lenient.get(node, -math.inf) else self.timeout
+        return now - peer.heard_at <= limit
 
     def settled(self, now: float) -> bool:
         return now - self.started_at >= self.timeout
@@ -100,27 +113,33 @@ class Membership:
     def heard(self, node: str, now: float) -> bool:
         """Whether `node`'s heartbeats count it alive now (O(1), for every packet)."""
         peer = self._peers.get(node)
-        return peer is not None and now - peer.heard_at <= self.timeout
+        return peer is not None and self._alive(node, peer, now)
+
+    def pools_of(self, node: str) -> frozenset[str] | None:
+        """The layer-2 pools `node` last said it serves; None when unknown (never heard,
+        or its heartbeats do not say: codec.Heartbeat.scoped)."""
+        peer = self._peers.get(node)
+        return None if peer is None or not peer.scoped else peer.pools
 
     def joining(self, now: float) -> frozenset[str]:
         """Live peers that do not claim yet (see Joining)."""
         return frozenset(n for n, p in self._peers.items()
-                         if not p.claiming and now - p.heard_at <= self.timeout)
+                         if not p.claiming and self._alive(n, p, now))
 
     def is_joining(self, node: str, now: float) -> bool:
         peer = self._peers.get(node)
-        return peer is not None and not peer.claiming and now - peer.heard_at <= self.timeout
+        return peer is not None and not peer.claiming and self._alive(node, peer, now)
 
     def live(self, now: float, fallback: Iterable[str] = ()) -> frozenset[str]:
         """Alive nodes, this one included."""
         if not self._heard_anyone:
             return frozenset({self.node, *fallback})
-        alive = {n for n, p in self._peers.items() if now - p.heard_at <= self.timeout}
+        alive = {n for n, p in self._peers.items() if self._alive(n, p, now)}
         return frozenset({self.node, *alive})
 
     def serving(self, now: float) -> dict[str, frozenset[str]]:
         """Layer-2 pools each alive peer says it can serve."""
-        return {n: p.pools for n, p in self._peers.items() if now - p.heard_at <= self.timeout}
+        return {n: p.pools for n, p in self._peers.items() if self._alive(n, p, now)}
 
 
 def _older(booted_at: float | None, current: float | None) -> bool:

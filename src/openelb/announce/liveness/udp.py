@@ -12,15 +12,27 @@ claims (`mark_claiming`), so peers do not wait an interval to hear either. `leav
 (SIGTERM) stops the heartbeats with a last one saying so: the peers take over this
 node's addresses at once, while it keeps answering for a moment (make before break).
 
-Cost: one ~150-byte datagram per peer per interval each way; at 100 nodes and 0.25 s
-that is 400 packets/s (60 kB/s) in and out per node. A received heartbeat costs O(1)
-unless its sender was dead or starts claiming (bench/layer2.py measures about 0.04 %
-of a core per peer per speaker, so some 4 % at 100 nodes).
+Scope (issue #13): heartbeats go every `interval` only to the peers that share a
+layer-2 pool with this node (each heartbeat says which pools its sender serves: the
+Eips whose interface it resolved), and to peers not heard yet. The others, far peers,
+get one every `far_interval`, and count as alive for `far_timeout`
+(membership's Far peers): their liveness decides no address either side may claim.
+When a peer turns near or far (either side's pools changed), both sides keep the full
+rate and the lenient timeout for a grace period (`far_interval + timeout`), long enough
+for the other side to hear of the change, so no one counts a peer dead for the switch.
+A node with no layer-2 pool (BGP only) is far to everyone.
+
+Cost: one ~150-byte datagram per near peer per interval each way; at 100 nodes on one
+segment and 0.25 s that is 400 packets/s (60 kB/s) in and out per node, a full mesh.
+Four racks of 25 on their own segments send 96 per node, plus 50 to the far ones.
+A received heartbeat costs O(1) unless its sender was dead, starts claiming or changed
+its pools (bench/layer2.py measures about 0.04 % of a core per peer per speaker).
 """
 
 import asyncio
 import contextlib
 import logging
+import math
 import secrets
 import socket
 import time
@@ -44,6 +56,8 @@ class HeartbeatSettings:
     # beyond membership's 30 s window, which would count the peer dead: split ownership).
     skew_warn: float = 5.0
     key_check: float = 30.0  # how often the speaker re-reads the shared key's Secret
+    far_interval: float = 2.0  # how often a heartbeat goes to a peer sharing no pool
+    far_timeout: float = 6.0  # such a peer silent this long -> dead
 
 
 OnRefused = Callable[[codec.Refused], None]
@@ -80,12 +94,18 @@ class Heartbeats:
         self.settings = settings
         self._on_change = on_change
         self._clock, self._wall = clock, wall
-        self.state = membership.Membership(node, clock(), settings.timeout)
+        self.state = membership.Membership(node, clock(), settings.timeout,
+                                           far_timeout=settings.far_timeout)
         self._boot = secrets.token_hex(8)
         self._booted_at = wall()
         self._seq = 0
         self._peers: dict[str, str] = {}  # node -> address
-        self.pools: frozenset[str] = frozenset()
+        self._pools: frozenset[str] = frozenset()
+        self._pools_known = False  # set once the speaker planned: until then all are near
+        # peer -> (shares a pool with us or unheard, end of its grace period); see Scope
+        self._scope: dict[str, tuple[bool, float]] = {}
+        self._far_due = 0.0  # when the far peers get their next heartbeat
+        self.sent = {"near": 0, "far": 0}  # datagrams sent, by scope
         self._transports: list[asyncio.DatagramTransport] = []
         self._task: asyncio.Task[None] | None = None
         self._last_live: frozenset[str] = frozenset()
@@ -105,12 +125,49 @@ class Heartbeats:
         it sent them nothing.
         """
         first = not self._peers and not self._sent_to_peers
-        self._peers = {n: a for n, a in peers.items() if n != self.node}
+        others = {n: a for n, a in peers.items() if n != self.node}
+        renamed = others.keys() != self._peers.keys()
+        self._peers = others
+        if renamed:
+            self._update_scope()
         if first and self._peers:
             self._sent_to_peers = True
             self.state.started_at = self._clock()
             self._reported_settled = False
             self._wake.set()
+
+    @property
+    def pools(self) -> frozenset[str]:
+        """The layer-2 pools this node serves (the speaker sets them every round)."""
+        return self._pools
+
+    @pools.setter
+    def pools(self, pools: frozenset[str]) -> None:
+        if pools != self._pools or not self._pools_known:
+            self._pools, self._pools_known = pools, True
+            if self._update_scope():
+                self._wake.set()
+
+    def _update_scope(self) -> bool:
+        """Sort the peers into near and far (see Scope); True when one switched."""
+        now, grace = self._clock(), self.settings.far_interval + self.settings.timeout
+        switched = False
+        scope: dict[str, tuple[bool, float]] = {}
+        for peer in self._peers:
+            theirs = self.state.pools_of(peer)
+            near = not self._pools_known or theirs is None or bool(theirs & self._pools)
+            before = self._scope.get(peer)
+            if before is None:
+                scope[peer] = (near, now)  # unheard peers are near: no grace needed
+            elif before[0] != near:
+                switched = True
+                scope[peer] = (near, now + grace)
+            else:
+                scope[peer] = before
+        self._scope = scope
+        self.state.lenient = {p: until if near else math.inf
+                              for p, (near, until) in scope.items() if not near or now < until}
+        return switched
 
     def mark_claiming(self) -> None:
         """The speaker applied its first claims after the hold-down: say so to the peers
@@ -159,10 +216,14 @@ class Heartbeats:
         # recomputed when the sender was not alive (O(1) per packet, not O(peers)).
         known = self.state.heard(decoded.node, now)
         was_joining = self.state.is_joining(decoded.node, now)
+        pools_before = self.state.pools_of(decoded.node)
         refusal = self.state.accept(decoded, now, self._wall())
         if refusal is not None:
             self._refuse(refusal, decoded.node)
             return
+        if (not decoded.leaving and self.state.pools_of(decoded.node) != pools_before
+                and decoded.node in self._peers and self._update_scope()):
+            self._wake.set()  # a peer turned near: it hears from us at the full rate now
         self._check_skew(decoded)
         if decoded.leaving:
             if known:
@@ -241,10 +302,20 @@ class Heartbeats:
         self._seq += 1
         self._keys.tick(self._clock())  # a rotation may have reached its signing step
         packet = codec.encode(codec.Heartbeat(self.node, self._boot, self._seq, self._wall(),
-                                              self.pools, self._claiming, leaving,
-                                              self._booted_at),
+                                              self._pools, self._claiming, leaving,
+                                              self._booted_at, self._pools_known),
                               self._keys.signing)
-        for address in list(self._peers.values()):
+        self._update_scope()  # grace periods end
+        now = self._clock()
+        far_now = leaving or now >= self._far_due
+        if far_now:
+            self._far_due = now + self.settings.far_interval
+        for peer, address in list(self._peers.items()):
+            near, until = self._scope.get(peer, (True, 0.0))
+            kind = "near" if near or now < until else "far"
+            if kind == "far" and not far_now:
+                continue
+            self.sent[kind] += 1
             family = socket.AF_INET6 if ":" in address else socket.AF_INET
             for transport in self._transports:
                 sock = transport.get_extra_info("socket")
