@@ -17,10 +17,13 @@ import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openelb
 from openelb import compat, logfmt
+
+if TYPE_CHECKING:  # imported where used: the daemons' start-up does not pay for them
+    from openelb import statusview
 
 __all__ = ["main"]
 
@@ -68,6 +71,34 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+async def read_status(kubeconfig: str | None, lb_class: str | None = None
+                      ) -> statusview.Report:
+    """What `openelb status` reports, read from the apiserver (the demo prints it too)."""
+    from openelb import statusview
+    from openelb.kube import client, resources
+    from openelb.kube import errors as kube_errors
+
+    kube = await client.Kube.from_kubeconfig(kubeconfig)
+    try:
+        events: list[client.RawObject] = []
+        for reason in (*statusview.ANNOUNCE_REASONS, "AssignIPFailed"):
+            events += (await kube.list(resources.EVENTS,
+                                       field_selector=f"reason={reason}")).items
+        try:
+            records = (await kube.list(resources.NODE_ANNOUNCEMENTS)).items
+        except kube_errors.NotFound:  # an install without the NodeAnnouncement CRD
+            records = []
+        return statusview.build(
+            announcements=records,
+            eips=(await kube.list(resources.EIPS)).items,
+            services=(await kube.list(resources.SERVICES)).items,
+            bgpconfs=(await kube.list(resources.BGPCONFS)).items,
+            bgppeers=(await kube.list(resources.BGPPEERS)).items,
+            events=events, lb_class=lb_class)
+    finally:
+        await kube.aclose()
+
+
 def _status(args: argparse.Namespace) -> int:
     """`openelb status`: read the cluster, print the report; exit 1 when problems."""
     import json
@@ -76,33 +107,12 @@ def _status(args: argparse.Namespace) -> int:
     import yaml
 
     from openelb import statusview
-    from openelb.kube import client, config, resources
+    from openelb.kube import config
     from openelb.kube import errors as kube_errors
-
-    async def read() -> statusview.Report:
-        kube = await client.Kube.from_kubeconfig(args.kubeconfig)
-        try:
-            events: list[client.RawObject] = []
-            for reason in (*statusview.ANNOUNCE_REASONS, "AssignIPFailed"):
-                events += (await kube.list(resources.EVENTS,
-                                           field_selector=f"reason={reason}")).items
-            try:
-                records = (await kube.list(resources.NODE_ANNOUNCEMENTS)).items
-            except kube_errors.NotFound:  # an install without the NodeAnnouncement CRD
-                records = []
-            return statusview.build(
-                announcements=records,
-                eips=(await kube.list(resources.EIPS)).items,
-                services=(await kube.list(resources.SERVICES)).items,
-                bgpconfs=(await kube.list(resources.BGPCONFS)).items,
-                bgppeers=(await kube.list(resources.BGPPEERS)).items,
-                events=events, lb_class=args.lb_class)
-        finally:
-            await kube.aclose()
 
     while True:
         try:
-            report = asyncio.run(read())
+            report = asyncio.run(read_status(args.kubeconfig, args.lb_class))
         except (config.InvalidConfig, kube_errors.KubeError) as exc:
             print(f"openelb status: cannot read the cluster: {exc}", file=sys.stderr)
             return 2

@@ -18,7 +18,7 @@ from typing import Any
 from openelb.api import annotations as api_annotations
 from openelb.api import errors, service
 
-__all__ = ["Report", "as_dict", "build", "render"]
+__all__ = ["Report", "answered", "as_dict", "build", "render", "unannounced"]
 
 ANNOUNCE_REASONS = ("AnnounceIP", "WithdrawIP")
 ESTABLISHED = "BGP_FSM_ESTABLISHED"
@@ -57,6 +57,9 @@ class Session:
     neighbor: str
     state: str
     reason: str
+    since: str = ""  # when it entered its state (uptime or downtime), RFC 3339; "" unknown
+    age: str = ""  # how long ago that was, e.g. "3m05s"
+    prefixes: int | None = None  # BGP addresses the node announces (its NodeAnnouncement)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,25 +110,86 @@ def _newest(events: Iterable[Mapping[str, Any]], reasons: Iterable[str]
     return newest
 
 
+def _parse_time(text: object) -> datetime.datetime | None:
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _age(since: datetime.datetime | None, now: datetime.datetime) -> str:
+    if since is None:
+        return ""
+    seconds = max(0, int((now - since).total_seconds()))
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                      ("m", 60, "s", 1)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}{seconds % size // sub_size:02d}{sub}"
+    return f"{seconds}s"
+
+
+def answered(records: Iterable[Mapping[str, Any]], now: datetime.datetime
+             ) -> dict[str, set[str]]:
+    """mode ("layer2", "vip") -> the addresses some fresh NodeAnnouncement lists."""
+    found: dict[str, set[str]] = {mode: set() for mode in MODE_WORDS}
+    for raw in records:
+        status = raw.get("status") or {}
+        renewed = _parse_time(status.get("renewTime"))
+        if renewed is None or now - renewed > STALE_AFTER:
+            continue
+        for mode, ips in found.items():
+            ips.update(str(ip) for ip in (status.get(mode) or {}))
+    return found
+
+
+def established_anywhere(bgppeers: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether any node reports an established session with any BgpPeer."""
+    return any(((entry or {}).get("peerState") or {}).get("sessionState") == ESTABLISHED
+               for raw in bgppeers
+               for entry in ((raw.get("status") or {}).get("nodesPeerStatus") or {}).values())
+
+
+def unannounced(addresses: Mapping[str, Iterable[Any]], modes: Mapping[str, str],
+                records: Iterable[Mapping[str, Any]], bgppeers: Iterable[Mapping[str, Any]],
+                now: datetime.datetime) -> dict[str, int]:
+    """mode -> how many assigned addresses nobody announces: a layer-2 or VIP address
+    no fresh NodeAnnouncement lists, a BGP address while no node has an established
+    session. `addresses`: pool -> its assigned addresses; `modes`: pool -> protocol."""
+    counts = {"bgp": 0, **dict.fromkeys(MODE_WORDS, 0)}
+    heard = answered(records, now)
+    bgp_up: bool | None = None
+    for pool, ips in addresses.items():
+        mode = modes.get(pool)
+        if mode == "bgp":
+            if bgp_up is None:
+                bgp_up = established_anywhere(bgppeers)
+            if not bgp_up:
+                counts["bgp"] += sum(1 for _ in ips)
+        elif mode in heard:
+            counts[mode] += sum(1 for ip in ips if str(ip) not in heard[mode])
+    return counts
+
+
 def _owners(records: Sequence[Mapping[str, Any]], now: datetime.datetime,
-            problems: list[str]) -> dict[str, dict[str, list[str]]] | None:
+            problems: list[str], prefixes: dict[str, int]
+            ) -> dict[str, dict[str, list[str]]] | None:
     """mode -> address -> the nodes whose fresh NodeAnnouncement lists it; None when no
-    speaker writes records (an older speaker, or the CRD not installed)."""
+    speaker writes records (an older speaker, or the CRD not installed). Fills
+    `prefixes`: node -> the BGP addresses its fresh record counts."""
     if not records:
         return None
     owners: dict[str, dict[str, list[str]]] = {"layer2": {}, "vip": {}}
     for raw in sorted(records, key=lambda r: str(_meta(r).get("name"))):
         node = str(_meta(raw).get("name"))
         status = raw.get("status") or {}
-        try:
-            renewed = datetime.datetime.fromisoformat(
-                str(status.get("renewTime")).replace("Z", "+00:00"))
-        except ValueError:
+        renewed = _parse_time(status.get("renewTime"))
+        if renewed is None:
             continue
         if now - renewed > STALE_AFTER:
             problems.append(f"node {node}'s speaker has not renewed its NodeAnnouncement "
                             f"for {int((now - renewed).total_seconds())} s: is it running?")
             continue
+        prefixes[node] = int(status.get("bgpPrefixes") or 0)
         for mode in owners:
             for ip in (status.get(mode) or {}):
                 owners[mode].setdefault(str(ip), []).append(node)
@@ -138,7 +202,9 @@ def build(*, eips: Sequence[Mapping[str, Any]], services: Sequence[Mapping[str, 
           announcements: Sequence[Mapping[str, Any]] = (),
           now: datetime.datetime | None = None) -> Report:
     problems: list[str] = []
-    owners = _owners(announcements, now or datetime.datetime.now(datetime.UTC), problems)
+    now = now or datetime.datetime.now(datetime.UTC)
+    prefixes: dict[str, int] = {}
+    owners = _owners(announcements, now, problems, prefixes)
     pools: list[Pool] = []
     modes: dict[str, str] = {}
     for raw in sorted(eips, key=lambda r: str(_meta(r).get("name"))):
@@ -171,9 +237,14 @@ def build(*, eips: Sequence[Mapping[str, Any]], services: Sequence[Mapping[str, 
         for node, entry in sorted(((raw.get("status") or {}).get("nodesPeerStatus")
                                    or {}).items()):
             state = (entry or {}).get("peerState") or {}
+            timers = (entry or {}).get("timersState") or {}
+            up = state.get("sessionState") == ESTABLISHED
+            since = str(timers.get("uptime" if up else "downtime") or "")
             session = Session(name, node, str(state.get("neighborAddress") or ""),
                               str(state.get("sessionState") or "unknown"),
-                              str(state.get("reason") or ""))
+                              str(state.get("reason") or ""), since,
+                              _age(_parse_time(since), now) if since else "",
+                              prefixes.get(node) if up else None)
             sessions.append(session)
             if session.state == ESTABLISHED:
                 established.setdefault(node, set()).add(name)
@@ -295,8 +366,9 @@ def render(report: Report) -> str:
         (s.key, ",".join(s.ips) or "-", s.pool or "-", s.mode or "-", s.state, s.announced)
         for s in report.services]) if report.services else ["  none"]
     out += ["", "BGP SESSIONS"]
-    out += _table(("PEER", "NODE", "NEIGHBOR", "STATE", "REASON"), [
-        (s.peer, s.node, s.neighbor, _short(s.state), s.reason or "-")
+    out += _table(("PEER", "NODE", "NEIGHBOR", "STATE", "FOR", "PREFIXES", "REASON"), [
+        (s.peer, s.node, s.neighbor, _short(s.state), s.age or "-",
+         "-" if s.prefixes is None else str(s.prefixes), s.reason or "-")
         for s in report.sessions]) if report.sessions else ["  none"]
     out += ["", "PROBLEMS"]
     out += [f"  - {p}" for p in report.problems] or ["  none"]

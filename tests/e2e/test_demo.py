@@ -32,3 +32,12 @@ def test_demo_assigns_announces_and_fails_over(tmp_path: Path) -> None:
     assert facts["failed_node"] not in facts["bgp_answering_after"]
     assert "summary" in result.stdout
     assert "ECMP next hops" in result.stdout
+    # Once the cable is back, `openelb status` on the demo cluster reads healthy, with
+    # every node's session up and both Services announced.
+    assert facts["status_healthy"] is True
+    status = result.stdout.split("openelb: healthy\n", 1)[1]
+    sessions = status.split("BGP SESSIONS\n", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    assert len(sessions) == 3 * 2  # three nodes, one IPv4 and one IPv6 router session
+    assert all(row.split()[3] == "established" for row in sessions), sessions
+    assert "by BGP, nodes with a session: node-a, node-b, node-c" in status
+    assert "answers ARP/NDP: " in status

@@ -86,3 +86,51 @@ def test_two_owners_or_none_are_problems() -> None:
                             bgppeers=[], events=[],
                             announcements=[_record("node-c", {}, fresh)], now=now)
     assert "service/shop/web: no node answers ARP/NDP for 192.0.2.1" in none.problems
+
+
+def test_sessions_show_how_long_they_have_been_up_or_down_and_prefixes_sent() -> None:
+    now = datetime.datetime(2026, 12, 6, 12, 0, 0, tzinfo=datetime.UTC)
+    peer = {"metadata": {"name": "tor"}, "status": {"nodesPeerStatus": {
+        "node-a": {"peerState": {"sessionState": "BGP_FSM_ESTABLISHED",
+                                 "neighborAddress": "192.0.2.254"},
+                   "timersState": {"uptime": "2026-12-06T09:57:55Z",
+                                   "downtime": "2026-12-06T09:50:00Z"}},
+        "node-b": {"peerState": {"sessionState": "BGP_FSM_ACTIVE", "reason": "noAnswer",
+                                 "neighborAddress": "192.0.2.254"},
+                   "timersState": {"downtime": "2026-12-06T11:59:48Z"}}}}}
+    records = [{"metadata": {"name": n}, "status": {"bgpPrefixes": 7,
+                                                    "renewTime": "2026-12-06T11:59:30Z"}}
+               for n in ("node-a", "node-b")]
+    report = statusview.build(eips=[], services=[], bgpconfs=[], bgppeers=[peer], events=[],
+                              announcements=records, now=now)
+    a, b = report.sessions
+    assert (a.state, a.since, a.age, a.prefixes) == (
+        "BGP_FSM_ESTABLISHED", "2026-12-06T09:57:55Z", "2h02m", 7)
+    assert (b.age, b.prefixes, b.reason) == ("12s", None, "noAnswer")
+    text = statusview.render(report)
+    assert "PEER  NODE    NEIGHBOR     STATE        FOR    PREFIXES  REASON" in text
+    assert "tor   node-a  192.0.2.254  established  2h02m  7         -" in text
+    assert "tor   node-b  192.0.2.254  active       12s    -         noAnswer" in text
+
+
+def test_unannounced_counts_addresses_no_fresh_record_or_session_covers() -> None:
+    """What the controller exports as openelb_addresses_unannounced{mode}."""
+    now = datetime.datetime(2026, 12, 6, 12, 0, 0, tzinfo=datetime.UTC)
+    fresh = {"metadata": {"name": "node-a"}, "status": {
+        "renewTime": "2026-12-06T11:59:00Z", "layer2": {"192.0.2.10": "shop/web"},
+        "vip": {"198.51.100.5": "shop/db"}}}
+    stale = {"metadata": {"name": "node-b"}, "status": {
+        "renewTime": "2026-12-06T11:50:00Z", "layer2": {"192.0.2.11": "shop/api"}}}
+    addresses = {"lan": ["192.0.2.10", "192.0.2.11"], "vips": ["198.51.100.5"],
+                 "dc": ["203.0.113.1", "203.0.113.2"]}
+    modes = {"lan": "layer2", "vips": "vip", "dc": "bgp"}
+    down = {"status": {"nodesPeerStatus": {"node-a": {"peerState": {
+        "sessionState": "BGP_FSM_ACTIVE"}}}}}
+    up = {"status": {"nodesPeerStatus": {"node-b": {"peerState": {
+        "sessionState": "BGP_FSM_ESTABLISHED"}}}}}
+    assert statusview.unannounced(addresses, modes, [fresh, stale], [down], now) == {
+        "bgp": 2, "layer2": 1, "vip": 0}
+    assert statusview.unannounced(addresses, modes, [fresh, stale], [down, up], now) == {
+        "bgp": 0, "layer2": 1, "vip": 0}
+    assert statusview.unannounced(addresses, modes, [], [up], now) == {
+        "bgp": 0, "layer2": 2, "vip": 1}

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from openelb import cli, statusview
 from openelb_testenv import cluster, controlplane, netlab
 
 __all__ = ["DemoResult", "run"]
@@ -41,6 +42,7 @@ class DemoResult:
     bgp_failover_s: float | None = None
     bgp_next_hops_after: list[str] = dataclasses.field(default_factory=list)
     bgp_answering_after: list[str] = dataclasses.field(default_factory=list)
+    status_healthy: bool = False  # `openelb status` said healthy once the cable was back
 
 
 class _Narrator:
@@ -103,10 +105,11 @@ async def run(out: Callable[[str], None], *, keep: bool = False,
                 await _show_layer2(c, lab, result, say, nodes)
                 await _fail_a_node(c, lab, result, say, nodes)
                 _summary(result, say, out)
+                await _show_status(cp, result, say, out)
                 if summary_path is not None:
                     summary_path.write_text(json.dumps(dataclasses.asdict(result), indent=2))
                 if keep:
-                    await _explore(lab, result, out)
+                    await _explore(lab, result, out, cp.kubeconfig)
     return result
 
 
@@ -190,6 +193,20 @@ async def _fail_a_node(c: cluster.Cluster, lab: netlab.Lab, result: DemoResult,
     await victim.set_link(True)
 
 
+async def _show_status(cp: controlplane.ControlPlane, result: DemoResult, say: _Narrator,
+                       out: Callable[[str], None]) -> None:
+    """`openelb status` on the demo cluster, once healed from the cable pull (the node's
+    sessions come back and it takes its layer-2 address back), or as it is after 60 s."""
+    say("openelb status (what `kubectl openelb status` prints) ...")
+    report = await cli.read_status(str(cp.kubeconfig))
+    deadline = time.monotonic() + 60
+    while not report.healthy and time.monotonic() < deadline:
+        await asyncio.sleep(1.0)
+        report = await cli.read_status(str(cp.kubeconfig))
+    result.status_healthy = report.healthy
+    out(statusview.render(report).rstrip("\n"))
+
+
 def _summary(result: DemoResult, say: _Narrator, out: Callable[[str], None]) -> None:
     rows = [
         ("BGP service", f"{NAMESPACE}/web-bgp", result.bgp_ip),
@@ -212,13 +229,15 @@ def _summary(result: DemoResult, say: _Narrator, out: Callable[[str], None]) -> 
     out("-" * (width[0] + width[1] + 30))
 
 
-async def _explore(lab: netlab.Lab, result: DemoResult, out: Callable[[str], None]) -> None:
+async def _explore(lab: netlab.Lab, result: DemoResult, out: Callable[[str], None],
+                   kubeconfig: Path) -> None:
     out("")
     out("The lab stays up until you press Ctrl-C (or send SIGTERM). Try, as root:")
     out(f"  ip netns exec {lab.remote_client.netns} curl http://{result.bgp_ip}/")
     out(f"  ip netns exec {lab.lan_client.netns} curl http://{result.lan_ip}/")
     out(f"  ip netns exec {lab.router_host.netns} ip route show {result.bgp_ip}")
     out(f"  ip netns exec {lab.lan_client.netns} ip neigh show {result.lan_ip}")
+    out(f"  openelb status --kubeconfig {kubeconfig}")
     out(f"  logs: {lab.workdir}")
     out("If this process is killed hard, remove leftovers with: openelb demo --teardown")
     stop = asyncio.Event()

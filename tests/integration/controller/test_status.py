@@ -105,7 +105,9 @@ async def test_status_shows_pools_services_sessions_and_every_problem(
     lost_line = next(line for line in lines if line.startswith(f"{ns}/lost "))
     assert "pending: eip/nope does not exist" in lost_line
     session_b = next(line for line in lines if line.startswith("tor ") and "node-b" in line)
-    assert session_b.split() == ["tor", "node-b", "192.0.2.254", "active", "connectionRefused"]
+    # No downtime written by this stand-in speaker, and no prefixes while not up.
+    assert session_b.split() == ["tor", "node-b", "192.0.2.254", "active", "-", "-",
+                                 "connectionRefused"]
     problems = text.split("PROBLEMS\n", 1)[1]
     assert f"service/{ns}/lost has no address: eip/nope does not exist" in problems
     assert ("BGP session of node node-b with bgppeer/tor is active (connectionRefused)"
@@ -116,3 +118,44 @@ async def test_status_shows_pools_services_sessions_and_every_problem(
     data: dict[str, Any] = json.loads(out)
     assert data["healthy"] is False
     assert {p["name"]: p["ready"] for p in data["pools"]}["lan"] == "yes"
+
+
+async def test_the_leader_counts_addresses_nobody_announces(
+        cluster: harness.Cluster, controllers: Controllers) -> None:
+    """openelb_addresses_unannounced (issue #17, the OpenelbAddressUnannounced alert):
+    a layer-2 address that no node's NodeAnnouncement lists counts, until a speaker's
+    fresh record lists it; a BGP address counts while no node has a session."""
+    kube = cluster.kube
+    ctl = await controllers.start()
+    await kube.create(resources.EIPS, {"apiVersion": GROUP, "kind": "Eip",
+                                       "metadata": {"name": "office"},
+                                       "spec": {"address": "198.51.100.0/28",
+                                                "protocol": "layer2", "interface": "eth0"}})
+    await cluster.create_eip("lan", "192.0.2.0/28", default=True)
+    await cluster.create_service("arp", pool="office")
+    await cluster.create_service("web")
+    arp = await cluster.wait_ip("arp")
+    await cluster.wait_ip("web")
+
+    async def counted(mode: str, value: float) -> None:
+        async def check() -> None:
+            got = await ctl.metric("openelb_addresses_unannounced", {"mode": mode})
+            assert got == value, (mode, got)
+
+        await harness.eventually(check, what=f"{value} {mode} addresses unannounced")
+
+    await counted("layer2", 1)
+    await counted("bgp", 1)
+
+    node = f"node-{cluster.namespace[-6:]}"
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    await kube.create(resources.NODE_ANNOUNCEMENTS, {  # as that node's speaker writes it
+        "apiVersion": "openelb.kubesphere.io/v1alpha1", "kind": "NodeAnnouncement",
+        "metadata": {"name": node},
+        "status": {"renewTime": now, "layer2": {arp: f"{cluster.namespace}/arp"},
+                   "layer2Count": 1}})
+    try:
+        await counted("layer2", 0)
+        await counted("bgp", 1)  # still no BGP session anywhere
+    finally:
+        await kube.delete(resources.NODE_ANNOUNCEMENTS, node)

@@ -6,6 +6,7 @@ node's part of BgpConf/BgpPeer status is written, with why a peer is not reached
 """
 
 import logging
+import time
 
 from openelb.announce.bgp import announcer
 from openelb.announce.bgp import errors as bgp_errors
@@ -33,9 +34,18 @@ class BgpMode:
                                           ctx.informers["bgppeers"])
         self.reachability = reachability.PeerReachability(node, ctx.wake)
         self._planner = bgp_plan.BgpPlanner()  # plans what changed (planner/incremental.py)
+        # peer address -> when its session last came up and last went down (RFC 3339),
+        # written as timersState.uptime/downtime
+        self._transitions: dict[str, dict[str, str]] = {}
+        self._up: dict[str, bool] = {}  # peer address -> its session is established
 
     def _session_changed(self, peer: str, state: str) -> None:
         self._ctx.stats.session_up.labels(peer).set(1 if state == "up" else 0)
+        up = state == "up"
+        if self._up.get(peer) != up:
+            self._up[peer] = up
+            self._transitions.setdefault(peer, {})["uptime" if up else "downtime"] = (
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         self._ctx.wake()  # status carries the session state
 
     async def start(self) -> None:
@@ -58,7 +68,8 @@ class BgpMode:
         info = snap.nodes.get(snap.node)
         self.reachability.update(plan.peers, self.announcer.sessions,
                                  info.internal_ips if info is not None else ())
-        await self.status.write(plan, self.announcer.sessions, self.reachability.reasons)
+        await self.status.write(plan, self.announcer.sessions, self.reachability.reasons,
+                                self._transitions)
         return seam.Round(plan.announced, plan.skipped,
                           (plan.peers, frozenset(plan.routes.items())))
 

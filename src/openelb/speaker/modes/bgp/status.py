@@ -41,12 +41,15 @@ class StatusWriter:
         self._written: dict[str, Any] = {}
 
     async def write(self, plan: bgp.BgpPlan, sessions: Mapping[str, str],
-                    reasons: Mapping[str, str] | None = None) -> None:
+                    reasons: Mapping[str, str] | None = None,
+                    transitions: Mapping[str, Mapping[str, str]] | None = None) -> None:
         """`reasons`: neighbour address -> why it is not reached (speaker/reachability),
-        written as peerState.reason while the session is not established."""
+        written as peerState.reason while the session is not established;
+        `transitions`: neighbour address -> when its session last came up ("uptime")
+        and went down ("downtime"), RFC 3339, written as timersState (GoBGP's names)."""
         try:
             await self._write_conf(plan)
-            await self._write_peers(plan, sessions, reasons or {})
+            await self._write_peers(plan, sessions, reasons or {}, transitions or {})
         except errors.KubeError as exc:
             log.warning("bgp status not written", extra={"node": self._node, "error": str(exc)})
             self._written.clear()  # write everything again next time
@@ -60,7 +63,8 @@ class StatusWriter:
         await self._patch(resources.BGPCONFS, name, "nodesConfStatus", mine)
 
     async def _write_peers(self, plan: bgp.BgpPlan, sessions: Mapping[str, str],
-                           reasons: Mapping[str, str]) -> None:
+                           reasons: Mapping[str, str],
+                           transitions: Mapping[str, Mapping[str, str]]) -> None:
         selected = {p.name: p for p in plan.peers}
         for raw in self._peers.items():
             name = str((raw.get("metadata") or {}).get("name", ""))
@@ -78,8 +82,11 @@ class StatusWriter:
                     # (this is a merge patch).
                     "reason": reasons.get(str(peer.address)),
                 }
+                times = transitions.get(str(peer.address), {})
                 mine = {"peerState": state,
-                        "timersState": {"holdTime": str(int(peer.hold_time))}}
+                        "timersState": {"holdTime": str(int(peer.hold_time)),
+                                        "uptime": times.get("uptime"),
+                                        "downtime": times.get("downtime")}}
             await self._patch(resources.BGPPEERS, name, "nodesPeerStatus", mine)
 
     async def _patch(self, kind: resources.Resource, name: str, field: str,
