@@ -17,6 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from openelb import supervisor
+from openelb.announce.liveness import udp
 from openelb.controller import metrics as controller_metrics
 from openelb.controller import webhook
 from openelb.kube import informer, ratelimit, resources
@@ -37,7 +38,7 @@ def _promtool(*args: str, cwd: Path = MONITORING) -> str:
 
 
 def test_promtool_accepts_the_rules() -> None:
-    assert "SUCCESS: 7 rules found" in _promtool("check", "rules", RULES.name)
+    assert "SUCCESS: 8 rules found" in _promtool("check", "rules", RULES.name)
 
 
 def test_each_alert_fires_when_it_should_and_only_then() -> None:
@@ -56,13 +57,15 @@ def _exported() -> set[str]:
     registry = CollectorRegistry()
     controller_metrics.ControllerMetrics(registry)
     controller_metrics.export_waiting(registry, dict)
+    controller_metrics.export_unannounced(registry, lambda: {"layer2": 0})
     caches = {kind.plural: informer.Informer(None, kind)  # type: ignore[arg-type]
               for kind in (resources.EIPS, resources.BGPPEERS, resources.SERVICES,
                            resources.NAMESPACES)}
     webhook.Webhook(eips=caches["eips"], bgppeers=caches["bgppeers"],
                     services=caches["services"],
                     namespaces=caches["namespaces"], lb_class=None, registry=registry)
-    speaker_metrics.SpeakerMetrics(registry)
+    speaker = speaker_metrics.SpeakerMetrics(registry)
+    speaker.watch_heartbeats(udp.Heartbeats("node-a", b"k" * 32, udp.HeartbeatSettings()))
     supervisor.Supervisor(registry)
     ratelimit.export(ratelimit.TokenBucket(1, 1), registry)
     names = set()

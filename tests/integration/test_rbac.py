@@ -221,6 +221,15 @@ def _watch_openelb(plural: str) -> Action:
     return action
 
 
+async def list_node_announcements(api: k8s.ApiClient, w: World) -> Any:
+    return await _custom(api).list_cluster_custom_object(
+        "openelb.kubesphere.io", "v1alpha1", "nodeannouncements")
+
+
+async def watch_node_announcements(api: k8s.ApiClient, w: World) -> Any:
+    return await _watch(api, "/apis/openelb.kubesphere.io/v1alpha1/nodeannouncements")
+
+
 async def add_eip_finalizer(api: k8s.ApiClient, w: World) -> Any:
     body = {"metadata": {"finalizers": ["finalizer.ipam.kubesphere.io/v1alpha1"]}}
     return await _custom(api).patch_cluster_custom_object(
@@ -504,6 +513,8 @@ def _cases(*actions: Action) -> Any:
     inject_ca_into_own_webhook_configuration,
     inject_ca_into_bgp_crds,
     set_bgppeer_status,  # its Ready condition
+    list_node_announcements,  # openelb_addresses_unannounced
+    watch_node_announcements,
 )
 async def test_controller_may_do_what_ipam_needs(
     as_controller: k8s.ApiClient, world: World, action: Action

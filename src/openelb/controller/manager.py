@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime
 import functools
 import gc
 import logging
@@ -27,7 +28,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from openelb import health, httpserve, supervisor
+from openelb import health, httpserve, statusview, supervisor
 from openelb.api import annotations as api_annotations
 from openelb.api import bgp, errors, service
 from openelb.controller import bgpready, certs, eips, metrics, outcome, queue, services, webhook
@@ -79,6 +80,9 @@ class Controller:
                                           functools.partial(self._bgp_changed, "bgpconfs"))
         self.bgppeers = informer.Informer(kube, resources.BGPPEERS,
                                           functools.partial(self._bgp_changed, "bgppeers"))
+        # What each node answers for (its speaker's record): openelb_addresses_unannounced.
+        self.announcements = informer.Informer(kube, resources.NODE_ANNOUNCEMENTS,
+                                               lambda key: None)
         self._bgp_signatures: dict[tuple[str, str], tuple[object, ...]] = {}
         self.gaps: dict[str, coverage.Gap] = {}  # pool -> why nothing can announce it
         self.bgp_ready = bgpready.BgpReadiness(kube, self.bgpconfs, self.bgppeers)
@@ -90,6 +94,7 @@ class Controller:
             lb_class=settings.lb_class, pools_touched=self._pools_touched,
             gap_of=self.gaps.get)
         metrics.export_waiting(settings.registry, lambda: self.reconciler.waiting_since)
+        metrics.export_unannounced(settings.registry, self._unannounced)
         self.elector = leases.LeaderElector(kube, leases.LeaseSettings(
             settings.namespace, settings.lease_name, settings.identity,
             settings.lease_duration, settings.renew_deadline, settings.retry_period))
@@ -187,7 +192,19 @@ class Controller:
 
     def informers(self) -> tuple[informer.Informer, ...]:
         """Every cache; IPAM waits only for the first three (`_needed`)."""
-        return (self.services, self.eips, self.namespaces, self.bgpconfs, self.bgppeers)
+        return (self.services, self.eips, self.namespaces, self.bgpconfs, self.bgppeers,
+                self.announcements)
+
+    def _unannounced(self) -> dict[str, int] | None:
+        """Addresses nobody announces, by mode (statusview's rules); None unless this
+        replica leads with every cache it needs synced."""
+        caches = (self.announcements, self.bgppeers)
+        if not self._leading or not all(c.synced.is_set() for c in caches):
+            return None
+        modes = {name: pool.protocol for name, pool in self.alloc.pool_map.items()}
+        return statusview.unannounced(self.alloc.addresses_by_pool, modes,
+                                      self.announcements.items(), self.bgppeers.items(),
+                                      datetime.datetime.now(datetime.UTC))
 
     def _needed(self) -> tuple[informer.Informer, ...]:
         """The caches assignment cannot start without. The BGP ones only feed the

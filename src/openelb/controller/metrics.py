@@ -39,6 +39,30 @@ def export_waiting(registry: CollectorRegistry,
     registry.register(_Waiting(since))
 
 
+class _Unannounced(Collector):
+    def __init__(self, counts: Callable[[], Mapping[str, int] | None]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self._counts()
+        if counts is None:
+            return  # not the leader, or the caches are not synced: nothing to say
+        family = GaugeMetricFamily(
+            "openelb_addresses_unannounced",
+            "Assigned addresses nobody announces: layer 2 or VIP, listed in no fresh "
+            "NodeAnnouncement; BGP, while no node has an established session.",
+            labels=["mode"])
+        for mode, count in sorted(counts.items()):
+            family.add_metric([mode], count)
+        yield family
+
+
+def export_unannounced(registry: CollectorRegistry,
+                       counts: Callable[[], Mapping[str, int] | None]) -> None:
+    """openelb_addresses_unannounced{mode}, computed when scraped (the leader only)."""
+    registry.register(_Unannounced(counts))
+
+
 class ControllerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.addresses_total = Gauge(

@@ -122,6 +122,11 @@ class Allocator:
         return self._pools
 
     @property
+    def addresses_by_pool(self) -> Mapping[str, set[IP]]:
+        """Pool -> the addresses Services hold in it (read only)."""
+        return self._pool_ips
+
+    @property
     def problems(self) -> Mapping[str, errors.InvalidObject]:
         """Pools that are invalid as a set (overlap, second default), with the error."""
         return self._problems
