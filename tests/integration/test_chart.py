@@ -5,6 +5,7 @@ hack/build-helm.sh (cached like the control plane)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 import yaml
 from kubernetes_asyncio import client as k8s
 
-from openelb_testenv import manifests
+from openelb_testenv import clients, controlplane, manifests
 
 pytestmark = pytest.mark.controlplane
 
@@ -92,3 +93,55 @@ def test_the_alert_rules_come_with_the_chart_when_asked() -> None:
              if o["kind"] == "PrometheusRule"]
     wanted = yaml.safe_load((DEPLOY / "monitoring" / "prometheusrule.yaml").read_text())
     assert [r["spec"] for r in rules] == [wanted["spec"]]
+
+
+def test_the_dashboard_comes_with_the_chart_when_asked() -> None:
+    maps = [o for o in _render("--set", "monitoring.grafanaDashboard.enabled=true")
+            if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "openelb-grafana-dashboard"]
+    wanted = json.loads((DEPLOY / "monitoring" / "grafana-dashboard.json").read_text())
+    assert [json.loads(m["data"]["openelb.json"]) for m in maps] == [wanted]
+    assert maps[0]["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert not [o for o in _render() if o["kind"] == "ConfigMap"]  # off by default
+
+
+async def test_helm_installs_upgrades_and_uninstalls_on_a_real_apiserver(
+        controlplane_binaries: controlplane.Binaries) -> None:
+    """`helm install` for real, on a control plane of its own (the session's already
+    holds deploy/'s objects, which helm would rightly refuse to adopt): every object is
+    created (the namespace with its Pod Security label), an upgrade changes the image,
+    and an uninstall removes the release's objects. Nothing runs the Pods here (no kubelet: #16's stretch item)."""
+    async with controlplane.ControlPlane(controlplane_binaries,
+                                         controlplane.Settings()) as cp:
+        kubeconfig = ("--kubeconfig", str(cp.kubeconfig), "--namespace", "openelb-system")
+        # docs/install.md's command: helm stores the release in its namespace before it
+        # creates anything, so the chart's own labelled Namespace can only be adopted.
+        _run("install", "openelb", str(CHART), *kubeconfig, "--create-namespace",
+             "--set", "namespace.create=true", "--take-ownership")
+        async with clients.admin_client(cp) as api:
+            apps = k8s.AppsV1Api(api)
+            deployment = await apps.read_namespaced_deployment(
+                "openelb-controller", "openelb-system")
+            assert deployment.spec.template.spec.containers[0].image == "openelb/openelb:0.1.0"
+            await apps.read_namespaced_daemon_set("openelb-speaker", "openelb-system")
+            namespace = await k8s.CoreV1Api(api).read_namespace("openelb-system")
+            assert namespace.metadata.labels["pod-security.kubernetes.io/enforce"] == (
+                "privileged")
+            crds = await k8s.ApiextensionsV1Api(api).list_custom_resource_definition()
+            assert {"eips.network.kubesphere.io", "bgpconfs.network.kubesphere.io",
+                    "bgppeers.network.kubesphere.io",
+                    "nodeannouncements.openelb.kubesphere.io"} <= {
+                c.metadata.name for c in crds.items}
+
+            _run("upgrade", "openelb", str(CHART), *kubeconfig, "--set",
+                 "namespace.create=true", "--set", "image.tag=0.1.1")
+            deployment = await apps.read_namespaced_deployment(
+                "openelb-controller", "openelb-system")
+            assert deployment.spec.template.spec.containers[0].image == "openelb/openelb:0.1.1"
+            history = json.loads(_run("history", "openelb", *kubeconfig, "-o", "json"))
+            assert [h["revision"] for h in history] == [1, 2]
+
+            _run("uninstall", "openelb", *kubeconfig)
+            left = await apps.list_namespaced_deployment("openelb-system")
+            assert left.items == []
+            roles = await k8s.RbacAuthorizationV1Api(api).list_cluster_role()
+            assert not [r for r in roles.items if r.metadata.name.startswith("openelb-")]
