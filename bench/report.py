@@ -84,21 +84,26 @@ def _plots(results: dict[str, Any]) -> None:
     import matplotlib.pyplot as plt
 
     IMAGES.mkdir(parents=True, exist_ok=True)
-    modes = [("layer 2 (heartbeats)", results["layer2"]["failover"]["failover_s"]),
-             ("VIP (keepalived)", results["vip"]["vip"]["failover_s"])]
+    # Every kill of the runs, one dot each (the JSON keeps each round), with the median
+    # and p95 the summary table quotes.
+    modes = [("layer 2 (heartbeats)", results["layer2"]["failover"]["failover_s"],
+              [r["failover_s"] for r in results["layer2"]["failover"]["each"]]),
+             ("VIP (keepalived)", results["vip"]["vip"]["failover_s"],
+              [r["failover_s"] for r in results["vip"]["vip"]["failover_rounds"]])]
     figure, axes = plt.subplots(figsize=(7, 3.2))
-    for row, (_name, stats) in enumerate(modes):
-        axes.plot([stats["min"], stats["max"]], [row, row], color="0.7", linewidth=6,
-                  solid_capstyle="butt")
-        axes.plot(stats["median"], row, "o", color="C0", label="median" if row == 0 else "")
-        axes.plot(stats["p95"], row, "|", color="C3", markersize=18,
+    for row, (_name, stats, each) in enumerate(modes):
+        spread = [row + 0.25 * ((i * 7919) % 17 / 16 - 0.5) for i in range(len(each))]
+        axes.plot(each, spread, "o", color="0.55", markersize=4, alpha=0.8,
+                  label="one kill" if row == 0 else "")
+        axes.plot(stats["median"], row, "D", color="C0", markersize=8,
+                  label="median" if row == 0 else "")
+        axes.plot(stats["p95"], row, "|", color="C3", markersize=22, markeredgewidth=2,
                   label="p95" if row == 0 else "")
-    axes.set_yticks(range(len(modes)), [name for name, _ in modes])
-    axes.set_xlabel("seconds from the kill until the LAN client is served again "
-                    "(grey: min to max)")
+    axes.set_yticks(range(len(modes)), [name for name, _, _ in modes])
+    axes.set_xlabel("seconds from the kill until the LAN client is served again")
     axes.set_title(f"Failover after SIGKILL of the owner's speaker "
-                   f"({modes[0][1]['count']} kills each)")
-    axes.legend(loc="center right")
+                   f"({len(modes[0][2])} and {len(modes[1][2])} kills)")
+    axes.legend(loc="upper center")
     axes.set_xlim(left=0)
     axes.set_ylim(-0.6, len(modes) - 0.4)
     figure.tight_layout()
