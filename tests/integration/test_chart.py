@@ -109,7 +109,8 @@ async def test_helm_installs_upgrades_and_uninstalls_on_a_real_apiserver(
     """`helm install` for real, on a control plane of its own (the session's already
     holds deploy/'s objects, which helm would rightly refuse to adopt): every object is
     created (the namespace with its Pod Security label), an upgrade changes the image,
-    and an uninstall removes the release's objects. Nothing runs the Pods here (no kubelet: #16's stretch item)."""
+    and an uninstall removes the release's objects. Nothing runs the Pods here (no
+    kubelet: #16's stretch item)."""
     async with controlplane.ControlPlane(controlplane_binaries,
                                          controlplane.Settings()) as cp:
         kubeconfig = ("--kubeconfig", str(cp.kubeconfig), "--namespace", "openelb-system")
