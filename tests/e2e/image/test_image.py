@@ -107,12 +107,9 @@ async def test_layer2_failover_story_against_the_containerised_speakers(
     ns = lan.namespace()
     settings = testenv_cluster.ClusterSettings(image=image)
     async with cluster(router=None, settings=settings) as c:
-        vip = await lan.web(c, ns, pool="lan", protocol="layer2",
-                            interface=("can_reach:192.0.2.1", "can_reach:2001:db8:1::1"))
-        owner = lan.expected_owner(vip, NODES)
-        heir = lan.expected_owner(vip, lan.others(list(NODES), owner))
-        await lan.wait_for_owner(c, vip, owner)
-        await lan.wait_for_client(c, vip, owner)
+        vip, owner, heir = await lan.settled_owner(
+            c, ns, interface=("can_reach:192.0.2.1", "can_reach:2001:db8:1::1"),
+            nodes=list(NODES))
 
         await containers.kill(f"oelb-{c.lab.run_id}-speaker-{owner}")
         assert await c.speakers[owner].wait(30) != 0

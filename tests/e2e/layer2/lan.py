@@ -39,6 +39,7 @@ __all__ = [
     "namespace",
     "others",
     "owner_runs",
+    "settled_owner",
     "settled_views",
     "wait_for_announce_events",
     "wait_for_client",
@@ -111,6 +112,19 @@ async def wait_for_reporting(c: testenv_cluster.Cluster, ip: str, expected: str 
 
     await netlab.poll_until(f"speakers: {what} of {ip} == {expected}", probe, timeout,
                             c.speaker_logs, interval=0.1)
+
+
+async def settled_owner(c: testenv_cluster.Cluster, ns: str, *, interface: tuple[str, str],
+                        nodes: Sequence[str]) -> tuple[str, str, str]:
+    """A layer-2 pool "lan" and a Service "web" from it, settled: the speakers agree on
+    the owner the rule names and the LAN client reaches it. (address, owner, the next
+    node by the rule)."""
+    vip = await web(c, ns, pool="lan", protocol="layer2", interface=interface)
+    owner = expected_owner(vip, nodes)
+    heir = expected_owner(vip, others(nodes, owner))
+    await wait_for_owner(c, vip, owner)
+    await wait_for_client(c, vip, owner)
+    return vip, owner, heir
 
 
 async def client_view(c: testenv_cluster.Cluster, ip: str) -> tuple[str | None, str | None]:

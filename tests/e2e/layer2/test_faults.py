@@ -25,18 +25,14 @@ pytestmark = [pytest.mark.root, pytest.mark.timeout(180)]
 
 NODES = ("node-a", "node-b", "node-c")
 FROZEN_S = 2.0
+REACH = ("can_reach:192.0.2.1", "can_reach:2001:db8:1::1")  # the router, from each node
 
 
 async def test_a_frozen_owner_loses_the_address_and_takes_it_back(
         cluster: ClusterFactory) -> None:
     ns = lan.namespace()
     async with cluster(router=None) as c:
-        vip = await lan.web(c, ns, pool="lan", protocol="layer2",
-                            interface=("can_reach:192.0.2.1", "can_reach:2001:db8:1::1"))
-        owner = lan.expected_owner(vip, NODES)
-        heir = lan.expected_owner(vip, lan.others(NODES, owner))
-        await lan.wait_for_owner(c, vip, owner)
-        await lan.wait_for_client(c, vip, owner)
+        vip, owner, heir = await lan.settled_owner(c, ns, interface=REACH, nodes=NODES)
         assert (await c.speaker_probe(owner, "/readyz"))[0] == "200"
 
         speaker = c.speakers[owner]

@@ -52,12 +52,8 @@ async def test_no_shared_pool_means_slow_heartbeats_and_a_pool_brings_back_failo
         assert rate["far"] <= 1.5, rate
 
         ns = lan.namespace()
-        vip = await lan.web(c, ns, pool="lan", protocol="layer2",
-                            interface=("eth0", "eth0"))
-        owner = lan.expected_owner(vip, NODES)
-        heir = lan.expected_owner(vip, lan.others(NODES, owner))
-        await lan.wait_for_owner(c, vip, owner)
-        await lan.wait_for_client(c, vip, owner)
+        vip, owner, heir = await lan.settled_owner(c, ns, interface=("eth0", "eth0"),
+                                                   nodes=NODES)
 
         async def near_again() -> tuple[bool, object]:
             rate = await _rate(c, heir)
