@@ -45,7 +45,7 @@ HEADLINES = (
     Headline("BGP: speaker SIGTERM → every prefix withdrawn, p99",
              "bgp", "d_sigterm.every_prefix_withdrawn_ms.p99", "ms", 500),
     Headline("BGP: peak memory per node (speaker + ExaBGP)",
-             "bgp", "c_peak_rss_mb.max_total", "MB", 80),
+             "bgp", "c_peak_rss_mb.max_total", "MB", 100),
     Headline("Layer 2: owner's speaker killed → LAN client served by the new owner, median",
              "layer2", "failover.failover_s.median", "s", 2),
     Headline("Layer 2: the same, p95", "layer2", "failover.failover_s.p95", "s", 3),
@@ -148,7 +148,7 @@ TARGETS = {
     "ipam": "100,000 allocations <= 2 s, rebuild of 100,000 <= 2 s, peak RSS <= 200 MB",
     "controller": "p99 create->status <= 100 ms at N=1,000; 10,000 assigned <= 60 s; "
                   "RSS <= 200 MB",
-    "bgp": "status->route p99 <= 300 ms; withdraw on SIGTERM <= 500 ms; RSS <= 80 MB",
+    "bgp": "status->route p99 <= 300 ms; withdraw on SIGTERM <= 500 ms; RSS <= 100 MB",
     "layer2": "failover median <= 2 s, p95 <= 3 s; assignment -> first GARP <= 100 ms",
     "vip": "failover median <= 1 s, p95 <= 2 s over 20 kills; status -> first GARP "
            "median <= 200 ms",

@@ -20,6 +20,7 @@ re-sent by ExaBGP itself after a flap; what changed meanwhile follows right afte
 """
 
 import asyncio
+import functools
 import itertools
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -119,12 +120,14 @@ class BgpAnnouncer:
             # across reloads: under a new identity it would start empty while we think
             # our routes are there, and the old one would return with stale routes if
             # the identity came back. Removing the neighbour first drops its RIB.
-            interim = config.render(speaker, [p for p in peers if str(p.address) not in renamed],
-                                    self._engine.bridge_argv)
+            interim = functools.partial(
+                config.render, speaker, [p for p in peers if str(p.address) not in renamed],
+                self._engine.bridge_argv)
             await self._engine.reload(interim)
             for address in renamed:
                 self._forget(address, "down")
-        await self._engine.reload(text)
+        await self._engine.reload(functools.partial(config.render, speaker, peers,
+                                                    self._engine.bridge_argv))
         for address in set(self._peers) - set(configured):
             self._forget(address, "removed")
         self._config, self._peers = text, configured

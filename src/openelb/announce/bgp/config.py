@@ -11,9 +11,10 @@ from collections.abc import Iterable
 
 from openelb.planner import bgp
 
-__all__ = ["PROCESS_NAME", "render"]
+__all__ = ["GENERATION_MARK", "PROCESS_NAME", "render"]
 
 PROCESS_NAME = "openelb"
+GENERATION_MARK = "[config {}]"  # ends every neighbour's description (see render)
 
 
 def _quote(text: str) -> str:
@@ -24,8 +25,14 @@ def _quote(text: str) -> str:
 
 
 def render(speaker: bgp.GlobalSpec | None, peers: Iterable[bgp.PeerSpec],
-           bridge_argv: list[str]) -> str:
-    """The whole configuration; `bridge_argv` is the API process ExaBGP runs."""
+           bridge_argv: list[str], generation: int = 0) -> str:
+    """The whole configuration; `bridge_argv` is the API process ExaBGP runs.
+
+    Each neighbour's description ends in `[config <generation>]`: the engine reads the
+    configuration back (`show neighbor configuration`) and knows a reload took effect
+    when every neighbour shows the generation it wrote (engine.py). ExaBGP does not
+    compare descriptions when it decides whether a neighbour changed (exabgp 5.0.15,
+    Neighbor.__eq__), so the marker never resets a session."""
     lines = [
         f"process {PROCESS_NAME} {{",
         f"    run {' '.join(bridge_argv)};",
@@ -37,14 +44,14 @@ def render(speaker: bgp.GlobalSpec | None, peers: Iterable[bgp.PeerSpec],
     for peer in sorted(peers, key=lambda p: str(p.address)):
         if peer.admin_down:
             continue  # adminDown: no session at all
-        lines += _neighbor(peer, listen)
+        lines += _neighbor(peer, listen, generation)
     return "\n".join(lines) + "\n"
 
 
-def _neighbor(peer: bgp.PeerSpec, listen: int) -> list[str]:
+def _neighbor(peer: bgp.PeerSpec, listen: int, generation: int) -> list[str]:
     out = [f"neighbor {peer.address} {{"]
-    if peer.description or peer.name:
-        out.append(f"    description {_quote(peer.description or peer.name)};")
+    out.append(f"    description {_quote(peer.description or peer.name)[:-1]} "
+               f'{GENERATION_MARK.format(generation)}";')
     out.append(f"    router-id {peer.router_id};")
     if peer.local_address is not None and peer.local_address.version == peer.address.version:
         out.append(f"    local-address {peer.local_address};")

@@ -9,11 +9,14 @@ answer are the command's output; JSON lines are events, handed to `on_event`. If
 ExaBGP exits, it is started again with the last configuration (capped backoff) and
 `on_connect` runs on every new bridge connection, so the owner re-sends its full state.
 
-A `reload` is confirmed from ExaBGP's own log (its output passes through the engine on
-its way to exabgp.log): ExaBGP answers `done` before it reloads, and silently drops the
-reload while any neighbour still has routes queued to send (exabgp 5.0.15,
-reactor/loop.py: `_pending_adjribout`), so the engine asks again until the log says the
-new configuration is loaded, and raises when ExaBGP says it cannot load it.
+A `reload` is confirmed by reading the configuration back: ExaBGP answers `done` before
+it reloads, and silently drops the reload while any neighbour still has routes queued to
+send (exabgp 5.0.15, reactor/loop.py: `_pending_adjribout`), so the engine writes a
+generation into every neighbour's description (config.render), asks ExaBGP for `show
+neighbor configuration` until every neighbour shows it, and asks for the reload again
+meanwhile. ExaBGP's own output goes to exabgp.log in the work dir, rotated at
+`log_limit` bytes (LOG_LIMIT, 4 MB; one older file kept), so a speaker that runs for
+months does not fill its emptyDir.
 """
 
 import asyncio
@@ -30,7 +33,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from openelb.announce.bgp import errors
+from openelb.announce.bgp import config, errors
 
 __all__ = ["Engine"]
 
@@ -48,20 +51,8 @@ EXABGP_ENV = {
 }
 
 
-# How ExaBGP is started: its own `exabgp server CONFIG`, with the ssl module made
-# unimportable first (a None entry in sys.modules makes `import ssl` fail, which asyncio
-# tolerates). BGP needs no TLS (TCP-MD5 is a socket option), and not loading ssl keeps
-# OpenSSL out of ExaBGP's memory: 4 MB of RSS per node, on an 80 MB budget (issue #5).
-_EXABGP_WITHOUT_TLS = (
-    "import sys; sys.modules['ssl'] = sys.modules['_ssl'] = None; "
-    "sys.argv = ['exabgp', 'server', sys.argv[1]]; "
-    "from exabgp.application.main import main; main()"
-)
-
 _PR_SET_PDEATHSIG = 1
-# What ExaBGP 5.0 logs (INFO, category `reactor` / `configuration`) after a reload.
-_RELOADED = "loaded new configuration successfully"
-_RELOAD_FAILED = "could not load/reload configuration"
+LOG_LIMIT = 4 * 1024 * 1024  # exabgp.log is rotated at this size (one old file kept)
 
 
 def _die_with_parent() -> None:
@@ -79,7 +70,7 @@ class Engine:
     def __init__(self, workdir: Path, *,
                  on_event: Callable[[dict[str, Any]], None],
                  on_connect: Callable[[], Coroutine[Any, Any, None]],
-                 command_timeout: float = 10.0) -> None:
+                 command_timeout: float = 10.0, log_limit: int = LOG_LIMIT) -> None:
         self.workdir = workdir
         self.config_path = workdir / "exabgp.conf"
         self.socket_path = workdir / "api.sock"
@@ -87,6 +78,7 @@ class Engine:
         self._on_event = on_event
         self._on_connect = on_connect
         self._timeout = command_timeout
+        self._log_limit = log_limit
         self._server: asyncio.AbstractServer | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._connected = asyncio.Event()
@@ -97,9 +89,7 @@ class Engine:
         self._supervisor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
-        self._reloads = 0  # reloads ExaBGP reported done, per its log
-        self._reload_errors: list[str] = []  # why ExaBGP refused a configuration
-        self._reload_seen = asyncio.Event()
+        self._generation = 0  # of the configuration last written (config.render)
         self.restarts = 0
         # ExaBGP's API program: OpenBSD netcat between its stdio and our socket. The
         # socket is bound before ExaBGP starts, so one connect attempt suffices. `-N`
@@ -159,7 +149,7 @@ class Engine:
         while not self._closing:
             env = {**os.environ, **EXABGP_ENV}
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-c", _EXABGP_WITHOUT_TLS, str(self.config_path),
+                sys.executable, "-m", "exabgp", "server", str(self.config_path),
                 stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, env=env, start_new_session=True,
                 preexec_fn=_die_with_parent)
@@ -180,22 +170,18 @@ class Engine:
             backoff = min(backoff * 2, 10.0)
 
     async def _copy_log(self, output: asyncio.StreamReader) -> None:
-        """Append ExaBGP's output to exabgp.log, noting the outcome of each reload."""
-        failed = False
-        with self.log_path.open("ab") as log_file:
+        """Append ExaBGP's output to exabgp.log, rotated at `log_limit` bytes."""
+        log_file = self.log_path.open("ab")
+        try:
             while line := await output.readline():
+                if log_file.tell() + len(line) > self._log_limit:
+                    log_file.close()
+                    self.log_path.replace(self.log_path.with_name(self.log_path.name + ".1"))
+                    log_file = self.log_path.open("ab")
                 log_file.write(line)
                 log_file.flush()
-                text = line.decode(errors="replace")
-                if failed:  # the line after the failure says why
-                    self._reload_errors.append(text.split(None, 1)[-1].strip())
-                    self._reload_seen.set()
-                    failed = False
-                elif _RELOADED in text:
-                    self._reloads += 1
-                    self._reload_seen.set()
-                elif _RELOAD_FAILED in text:
-                    failed = True
+        finally:
+            log_file.close()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._writer is not None:
@@ -262,33 +248,46 @@ class Engine:
         except TimeoutError:
             raise errors.BgpEngineError("exabgp did not answer", line) from None
 
-    async def reload(self, config_text: str, *, timeout: float = 10.0,
-                     retry_after: float = 0.2) -> None:
-        """Apply a new configuration; unchanged neighbours keep their sessions.
+    async def reload(self, render: Callable[[int], str], *, timeout: float = 10.0,
+                     retry_after: float = 0.2, poll: float = 0.02) -> None:
+        """Apply a new configuration, `render(generation)`; unchanged neighbours keep
+        their sessions.
 
-        Returns once ExaBGP has loaded it; asks again every `retry_after` seconds while
-        ExaBGP drops the request (routes still queued for a neighbour, see the module
-        docstring). BgpEngineError when ExaBGP refuses the file or never reloads.
+        Returns once ExaBGP shows every neighbour of the new configuration at its
+        generation; asks for the reload again every `retry_after` seconds while ExaBGP
+        drops it (routes still queued for a neighbour, see the module docstring).
+        BgpEngineError when it never shows it (a configuration ExaBGP refuses says why
+        in exabgp.log, whose end the error carries).
         """
-        self.config_path.write_text(config_text)
+        self._generation += 1
+        text = render(self._generation)
+        self.config_path.write_text(text)
+        wanted = config.GENERATION_MARK.format(self._generation)
+        neighbours = text.count(config.GENERATION_MARK.format(self._generation))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        done, refused = self._reloads, len(self._reload_errors)
         while True:
-            self._reload_seen.clear()
             await self.command("reload")
-            wait = min(retry_after, max(0.0, deadline - loop.time()))
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._reload_seen.wait()
-            if len(self._reload_errors) > refused:
-                raise errors.BgpEngineError("exabgp refused the configuration",
-                                            self._reload_errors[-1])
-            if self._reloads > done:
-                return
+            ask_again = min(loop.time() + retry_after, deadline)
+            while True:
+                shown = [line for line in await self.command("show neighbor configuration")
+                         if line.strip().startswith("description ")]
+                if len(shown) == neighbours and all(wanted in line for line in shown):
+                    return
+                if loop.time() >= ask_again:
+                    break
+                await asyncio.sleep(poll)
             if loop.time() >= deadline:
-                raise errors.BgpEngineError("exabgp did not reload",
-                                            f"no confirmation in {timeout:g}s")
+                raise errors.BgpEngineError(
+                    "exabgp did not reload",
+                    f"generation {self._generation} not shown after {timeout:g}s; "
+                    f"exabgp.log ends: {self._log_tail()}")
+
+    def _log_tail(self, size: int = 600) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-size:].strip()
+        except OSError:
+            return ""
 
     async def stop(self, grace: float = 5.0) -> None:
         """Ask ExaBGP to shut down (it closes every session), then make sure it is gone."""
