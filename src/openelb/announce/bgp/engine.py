@@ -91,9 +91,15 @@ class Engine:
         self._closing = False
         self._generation = 0  # of the configuration last written (config.render)
         self.restarts = 0
-        # ExaBGP's API program: OpenBSD netcat between its stdio and our socket. The
-        # socket is bound before ExaBGP starts, so one connect attempt suffices. `-N`
-        # shuts the socket down when ExaBGP closes nc's stdin (ExaBGP died), so the
+        # ExaBGP's API program: OpenBSD netcat between its stdio and our socket.
+        # ExaBGP 5.0.15 speaks its API only with programs it runs itself (`process`,
+        # over their stdin/stdout), so the speaker, which must stay ExaBGP's owner and
+        # not its child, needs a pipe between the two. nc is that pipe, a workaround we
+        # keep: 1.5 MB of RSS against 10.5 MB for a Python relay, and a program ExaBGP
+        # may restart freely. The name is Debian's (package netcat-openbsd, in the
+        # image); other netcats lack `-N`/`-U`. The socket is bound before ExaBGP
+        # starts, so one connect attempt suffices. `-N` shuts the socket down when
+        # ExaBGP closes nc's stdin (ExaBGP died), so the
         # engine sees the disconnect; when the engine closes the socket, nc exits,
         # ExaBGP respawns it and the owner re-sends its state on the new connection.
         # Resolved once: the owner renders the configuration on every plan round.
