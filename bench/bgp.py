@@ -223,7 +223,7 @@ def cpu_seconds(pid: int) -> float:
 def _role(pid: int) -> str | None:
     line = _cmdline(pid)
     return ("bridge" if "nc.openbsd " in line else
-            "exabgp" if "exabgp.application.main" in line else
+            "exabgp" if " -m exabgp server " in line else
             "speaker" if "openelb speaker" in line else None)
 
 
