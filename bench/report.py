@@ -53,6 +53,8 @@ HEADLINES = (
              "vip", "vip.failover_s.median", "s", 1),
     Headline("Webhook: one admission review with 1,000 Eips, p99",
              "webhook", "direct.p99_ms", "ms", 20),
+    Headline("Heartbeat lateness while planning 20 rounds/s at 10,000 x 100, max",
+             "heartbeats", "incremental.heartbeat_lateness.max_ms", "ms", 750),
     Headline("Planner: one Service change planned at 10,000 Services x 100 nodes (layer 2)",
              "planner", "incremental_one_change_layer2_ms.median_ms", "ms", 5),
 )
@@ -143,6 +145,8 @@ HOW = {
            "bench/layer2.py after it for the side-by-side figures)",
     "webhook": ".venv/bin/python bench/webhook.py (writes bench/results/webhook.json)",
     "planner": ".venv/bin/python bench/planner.py (writes bench/results/planner.json)",
+    "heartbeats": ".venv/bin/python bench/heartbeats.py (writes "
+                  "bench/results/heartbeats.json)",
 }
 TARGETS = {
     "ipam": "100,000 allocations <= 2 s, rebuild of 100,000 <= 2 s, peak RSS <= 200 MB",
@@ -154,6 +158,8 @@ TARGETS = {
            "median <= 200 ms",
     "webhook": "p99 <= 20 ms per review with 1,000 Eips present",
     "planner": "one Service change planned in <= 5 ms at 10,000 Services x 100 nodes",
+    "heartbeats": "no target of its own: a heartbeat later than timeout - interval "
+                  "(750 ms) would count the node dead",
 }
 
 
