@@ -13,7 +13,10 @@ addresses on lo and serves HTTP answering its own name. Then:
    answered by the new owner (`failover_s`); also until the new owner's first gratuitous
    ARP on the client's wire (tcpdump timestamps, same clock). Then restart the killed
    speaker, wait until it owns its address again and the client is back on it, and let
-   its gratuitous repeats finish before the next round. The handback is read from the
+   its gratuitous repeats finish before the next round. The same kill is timed from the
+   remote client behind the router too (`remote_failover_s`: until its HTTP is answered
+   by the new owner, i.e. until the router's neighbour entry moved, `router_neighbour_s`).
+   The handback is read from the
    speakers' claim/release log lines: how long nobody answered for the address
    (`handback_unanswered_s`, make before break: 0) and how long both did;
 2. graceful restart, `--graceful-rounds` times: SIGTERM the owner's speaker (as a
@@ -279,6 +282,35 @@ class Bench:
         return Takeover(neighbour_s, failover_s, first, off_s)
 
 
+    async def remote_takeover(self, ip: str, new: str, started: float,
+                              timeout: float = 30.0) -> tuple[float | None, float]:
+        """From behind the router, seconds from the fault (`started`, monotonic) until
+        the router's neighbour entry for `ip` holds `new`'s MAC, and until the remote
+        client's HTTP is answered by `new`. Only the speaker was killed, so the old node
+        keeps answering HTTP: the remote client moves exactly when the router's ARP
+        (or NDP) entry does (its locktime and the gratuitous ARPs decide)."""
+        router, remote = self.c.lab.router_host, self.c.lab.remote_client
+        new_mac = self.c.lab.node(new).mac
+        router_s: float | None = None
+        last: object = None
+        while True:
+            elapsed = time.monotonic() - started
+            if elapsed > timeout:
+                raise netlab.WaitTimeout(f"remote takeover of {ip} by {new}", timeout, last,
+                                         self.c.speaker_logs())
+            if router_s is None:
+                entry = await router.neighbor(ip)
+                if entry is not None and entry.mac == new_mac:
+                    router_s = time.monotonic() - started
+            try:
+                last = (await self.c.lab.http_get(remote, ip, timeout=1.0)).strip()
+            except netlab.CommandFailed as exc:
+                last = str(exc)
+            if last == new:
+                return router_s, time.monotonic() - started
+            await asyncio.sleep(0.01)
+
+
 def owner_of(ip: str, nodes: list[str]) -> str:
     chosen = ownership.owner(ipaddress.ip_address(ip), nodes)
     assert chosen is not None
@@ -333,8 +365,15 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                 victim, ip, heir = round_robin(index)
                 await b.wait_stable(ip, victim)
                 b.sample_hwm()
+                if args.remote:
+                    # The router's neighbour entry points at the owner before the kill.
+                    await b.remote_takeover(ip, victim, time.monotonic())
+                killed = time.monotonic()
                 c.speakers[victim].signal(signal.SIGKILL)
-                neighbour_s, failover_s, garp_s = await b.takeover(ip, heir)
+                remote = (b.remote_takeover(ip, heir, killed) if args.remote
+                          else asyncio.sleep(0, (None, None)))
+                (neighbour_s, failover_s, garp_s), (router_s, remote_s) = await asyncio.gather(
+                    b.takeover(ip, heir), remote)
                 restarted, restarted_wall = time.monotonic(), time.time()
                 await c.restart_speaker(victim)
                 await b.wait_stable(ip, victim)
@@ -344,6 +383,10 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
                                "failover_s": round(failover_s, 3),
                                "neighbour_s": round(neighbour_s, 3),
                                "first_garp_s": None if garp_s is None else round(garp_s, 3),
+                               "remote_failover_s": None if remote_s is None
+                               else round(remote_s, 3),
+                               "router_neighbour_s": None if router_s is None
+                               else round(router_s, 3),
                                "restart_to_back_s": round(back_s, 3),
                                "handback_unanswered_s": unanswered_s,
                                "handback_both_answering_s": overlap_s})
@@ -409,6 +452,11 @@ async def bench(args: argparse.Namespace) -> dict[str, Any]:
             "neighbour_s": summary([r["neighbour_s"] for r in rounds]),
             "first_garp_s": summary([r["first_garp_s"] for r in rounds
                                      if r["first_garp_s"] is not None]),
+            # The same kills seen from the remote client behind the router.
+            "remote_failover_s": summary([r["remote_failover_s"] for r in rounds
+                                          if r["remote_failover_s"] is not None]),
+            "router_neighbour_s": summary([r["router_neighbour_s"] for r in rounds
+                                           if r["router_neighbour_s"] is not None]),
             "restart_to_back_s": summary([r["restart_to_back_s"] for r in rounds]),
             "handback_unanswered_s": summary([r["handback_unanswered_s"] for r in rounds]),
             "handback_both_answering_s": summary([r["handback_both_answering_s"]
@@ -456,6 +504,9 @@ def main() -> int:
     parser.add_argument("--graceful-rounds", type=int, default=10,
                         help="owner SIGTERM + restart (a rolling update)")
     parser.add_argument("--garp-samples", type=int, default=10)
+    parser.add_argument("--no-remote", dest="remote", action="store_false",
+                        help="time failovers from the LAN client only (no remote client "
+                             "polling through the router at the same time)")
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--heartbeat-timeout", type=float, default=1.0)
     parser.add_argument("--heartbeat-interval", type=float, default=0.25)

@@ -49,6 +49,8 @@ HEADLINES = (
     Headline("Layer 2: owner's speaker killed → LAN client served by the new owner, median",
              "layer2", "failover.failover_s.median", "s", 2),
     Headline("Layer 2: the same, p95", "layer2", "failover.failover_s.p95", "s", 3),
+    Headline("Layer 2: the same kills, a client behind the router served by the new owner, "
+             "median", "layer2", "failover.remote_failover_s.median", "s", 2),
     Headline("VIP: master's speaker killed → LAN client served by the new master, median",
              "vip", "vip.failover_s.median", "s", 1),
     Headline("Webhook: one admission review with 1,000 Eips, p99",
