@@ -130,6 +130,14 @@ class Membership:
         peer = self._peers.get(node)
         return peer is not None and not peer.claiming and self._alive(node, peer, now)
 
+    def next_expiry(self, now: float) -> float | None:
+        """When the first peer alive now falls silent for its timeout unless heard
+        again (monotonic); None when no peer is alive."""
+        ends = [p.heard_at + (self.far_timeout if now < self.lenient.get(n, -math.inf)
+                              else self.timeout)
+                for n, p in self._peers.items() if self._alive(n, p, now)]
+        return min(ends, default=None)
+
     def live(self, now: float, fallback: Iterable[str] = ()) -> frozenset[str]:
         """Alive nodes, this one included."""
         if not self._heard_anyone:

@@ -43,6 +43,9 @@ from openelb.announce.liveness import codec, keys, membership
 
 __all__ = ["HeartbeatSettings", "Heartbeats"]
 
+# A peer is alive while silent for at most its timeout: look just after it ends.
+_SILENCE_MARGIN = 0.001
+
 log = logging.getLogger(__name__)
 
 
@@ -324,18 +327,28 @@ class Heartbeats:
                         transport.sendto(packet, (address, self.settings.port))
 
     async def _send_loop(self) -> None:
+        """Send every interval (at once when woken), and look for silence exactly when
+        the first live peer's timeout ends: a dead peer is noticed at its timeout, not
+        up to an interval later, which would add ~0.1 s to the median failover."""
+        next_send = self._clock()
         while True:
-            self._send()
-            self._check_change()  # silence is noticed here, once per interval
-            pause = self.settings.interval
+            now = self._clock()
+            if now >= next_send:
+                self._send()
+                next_send = now + self.settings.interval
+            self._check_change()
+            wake_at = next_send
+            expiry = self.state.next_expiry(now)
+            if expiry is not None:
+                wake_at = min(wake_at, expiry + _SILENCE_MARGIN)
             if self._sent_to_peers and not self._reported_settled:
                 # Wake when the hold-down ends, not up to an interval later.
-                settles_in = self.state.started_at + self.settings.timeout - self._clock()
-                pause = max(0.0, min(pause, settles_in))
+                wake_at = min(wake_at, self.state.started_at + self.settings.timeout)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause):
+                async with asyncio.timeout(max(0.0, wake_at - self._clock())):
                     await self._wake.wait()
+                    next_send = self._clock()  # woken: send now
 
     def live(self, fallback: Iterable[str] = ()) -> frozenset[str]:
         return self.state.live(self._clock(), fallback)
