@@ -131,15 +131,8 @@ def _age(since: datetime.datetime | None, now: datetime.datetime) -> str:
 def answered(records: Iterable[Mapping[str, Any]], now: datetime.datetime
              ) -> dict[str, set[str]]:
     """mode ("layer2", "vip") -> the addresses some fresh NodeAnnouncement lists."""
-    found: dict[str, set[str]] = {mode: set() for mode in MODE_WORDS}
-    for raw in records:
-        status = raw.get("status") or {}
-        renewed = _parse_time(status.get("renewTime"))
-        if renewed is None or now - renewed > STALE_AFTER:
-            continue
-        for mode, ips in found.items():
-            ips.update(str(ip) for ip in (status.get(mode) or {}))
-    return found
+    owners = _owners(list(records), now, [], {}) or {}
+    return {mode: set(owners.get(mode, ())) for mode in MODE_WORDS}
 
 
 def established_anywhere(bgppeers: Iterable[Mapping[str, Any]]) -> bool:
@@ -243,7 +236,7 @@ def build(*, eips: Sequence[Mapping[str, Any]], services: Sequence[Mapping[str, 
             session = Session(name, node, str(state.get("neighborAddress") or ""),
                               str(state.get("sessionState") or "unknown"),
                               str(state.get("reason") or ""), since,
-                              _age(_parse_time(since), now) if since else "",
+                              _age(_parse_time(since), now),
                               prefixes.get(node) if up else None)
             sessions.append(session)
             if session.state == ESTABLISHED:

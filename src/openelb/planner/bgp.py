@@ -9,7 +9,7 @@ later carry several paths per prefix (DESIGN §4, future work).
 
 import collections
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from openelb import validation
@@ -221,10 +221,15 @@ class BgpPlanner:
 
     def __init__(self) -> None:
         self._tracker = incremental.ServiceTracker()
+        self._forget(())
+
+    def _forget(self, families: Iterable[int]) -> None:
+        """No Service planned yet (a new planner, or a round whose context changed);
+        an empty route set for each of `families`, this node's address families."""
         self._announced: dict[str, frozenset[addresses.IPAddress]] = {}
         self._skipped: dict[str, eligibility.Skip] = {}
         self._prefixes: collections.Counter[addresses.IPAddress] = collections.Counter()
-        self._by_family: dict[int, frozenset[Route]] = {}
+        self._by_family: dict[int, frozenset[Route]] = {v: frozenset() for v in families}
 
     def plan(self, snap: snapshot.Snapshot) -> BgpPlan:
         """plan_bgp(snap)."""
@@ -233,9 +238,7 @@ class BgpPlanner:
                    sorted(snap.pools.items()))
         delta = self._tracker.delta(snap.services, snap.endpoints, context)
         if delta.reset:
-            self._announced, self._skipped = {}, {}
-            self._prefixes = collections.Counter()
-            self._by_family = {v: frozenset() for v in round_.local}
+            self._forget(round_.local)
         added: set[addresses.IPAddress] = set()
         gone: set[addresses.IPAddress] = set()
         for key in delta.removed:

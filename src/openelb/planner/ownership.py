@@ -228,6 +228,10 @@ class Layer2Planner:
     def __init__(self, depth: int = 8) -> None:
         self.rankings = Rankings(depth)
         self._tracker = incremental.ServiceTracker()
+        self._forget()
+
+    def _forget(self) -> None:
+        """No Service planned yet (a new planner, or a round whose context changed)."""
         self._parts: dict[str, _Part] = {}
         self._claims: collections.Counter[Layer2Claim] = collections.Counter()
         self._owners: dict[addresses.IPAddress, dict[str, str]] = {}  # ip -> svc -> node
@@ -245,8 +249,7 @@ class Layer2Planner:
                    joining, held if joining else None, sorted(snap.pools.items()))
         delta = self._tracker.delta(snap.services, snap.endpoints, context)
         if delta.reset:
-            for key in list(self._parts):
-                self._drop(key)
+            self._forget()
         for key in delta.removed:
             self._drop(key)
         for svc in delta.changed:

@@ -269,7 +269,7 @@ class Engine:
         text = render(self._generation)
         self.config_path.write_text(text)
         wanted = config.GENERATION_MARK.format(self._generation)
-        neighbours = text.count(config.GENERATION_MARK.format(self._generation))
+        neighbours = text.count(wanted)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

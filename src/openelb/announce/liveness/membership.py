@@ -103,9 +103,12 @@ class Membership:
         self._heard_anyone = True
         return None
 
+    def _limit(self, node: str, now: float) -> float:
+        """How long `node` may be silent and still count as alive (see Far peers)."""
+        return self.far_timeout if now < self.lenient.get(node, -math.inf) else self.timeout
+
     def _alive(self, node: str, peer: _Peer, now: float) -> bool:
-        limit = self.far_timeout if now < self.lenient.get(node, -math.inf) else self.timeout
-        return now - peer.heard_at <= limit
+        return now - peer.heard_at <= self._limit(node, now)
 
     def settled(self, now: float) -> bool:
         return now - self.started_at >= self.timeout
@@ -133,8 +136,7 @@ class Membership:
     def next_expiry(self, now: float) -> float | None:
         """When the first peer alive now falls silent for its timeout unless heard
         again (monotonic); None when no peer is alive."""
-        ends = [p.heard_at + (self.far_timeout if now < self.lenient.get(n, -math.inf)
-                              else self.timeout)
+        ends = [p.heard_at + self._limit(n, now)
                 for n, p in self._peers.items() if self._alive(n, p, now)]
         return min(ends, default=None)
 
